@@ -1,0 +1,3 @@
+"""ras2s: RAS2S hyperspectral denoising as software."""
+
+__version__ = "0.1.0"

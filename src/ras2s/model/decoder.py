@@ -1,0 +1,110 @@
+"""Decoder stage of RAS2S (Algorithm 1, lines 24-39).
+
+A descending pass (last band first) attends, at band ``i``, over the ``2 * range + 1``
+encoded states nearest to ``i`` (the window is shifted, not truncated, at the ends of the
+spectrum) with the previous decoder state as the query (AAM), compensates its state with
+the context (HFComp) and steps a ConvGRU. An ascending, autoregressive pass then fuses
+each band's context with the embedding of the band it just produced, steps a second
+ConvGRU fused with the descending state, and predicts the band as a residual on the
+noisy input.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import BandEmbedding, HighFrequencyCompensation
+from .convgru import ConvGRUCell, FusedConvGRUCell
+
+
+def attention_window(band: int, bands: int, reach: int) -> slice:
+    """The ``2 * reach + 1`` consecutive band indices the decoder attends to at ``band``.
+
+    Centred on ``band`` and shifted to stay inside ``[0, bands)``; requires
+    ``bands >= 2 * reach + 1``.
+    """
+    start = min(max(band - reach, 0), bands - 1 - 2 * reach)
+    return slice(start, start + 2 * reach + 1)
+
+
+class AdjacentAttention(nn.Module):
+    """AAM: softmax-weighted sum of adjacent encoder states.
+
+    The query state and the ``K = 2 * reach + 1`` states are stacked as ``K + 1`` channels
+    of a 3-D volume ``(C, H, W)``; a 3x3x3 convolution gives ``K`` score maps, softmax
+    over them weights the states.
+
+    Shape:
+        ``query``: ``(N, C, H, W)``; ``states``: ``(N, K, C, H, W)``; output ``(N, C, H, W)``.
+    """
+
+    def __init__(self, reach: int) -> None:
+        super().__init__()
+        window = 2 * reach + 1
+        self.score = nn.Conv3d(window + 1, window, 3, padding=1)
+
+    def forward(self, query: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        stacked = torch.cat([query.unsqueeze(1), states], dim=1)
+        weights = torch.tanh(self.score(stacked)).softmax(dim=1)
+        return (weights * states).sum(dim=1)
+
+
+class OutputHead(nn.Module):
+    """Three 3x3 convolutions ``C -> C -> C -> 1`` predicting the residual of one band."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv3 = nn.Conv2d(channels, 1, 3, padding=1)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        out = F.leaky_relu(self.conv1(state), 0.1)
+        out = F.leaky_relu(self.conv2(out), 0.1)
+        return self.conv3(out)
+
+
+class Decoder(nn.Module):
+    """Decode the per-band encoder states into the denoised cube.
+
+    Shape:
+        ``noisy``: ``(N, bands, H, W)``; ``encoded``: ``bands`` states ``(N, C, H, W)``;
+        output ``(N, bands, H, W)``.
+    """
+
+    def __init__(self, channels: int, reach: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.reach = reach
+        self.attend = AdjacentAttention(reach)
+        self.compensate = HighFrequencyCompensation(channels)
+        self.descending = ConvGRUCell(channels)
+        self.ascending = FusedConvGRUCell(channels)
+        self.merge_feedback = nn.Conv2d(2 * channels, channels, 3, padding=1)
+        self.embed_output = BandEmbedding(channels)
+        self.head = OutputHead(channels)
+
+    def forward(self, noisy: torch.Tensor, encoded: list[torch.Tensor]) -> torch.Tensor:
+        bands = noisy.shape[1]
+        contexts: list[torch.Tensor] = [noisy.new_empty(0)] * bands
+        descending: list[torch.Tensor] = [noisy.new_empty(0)] * bands
+        state = encoded[bands - 1]
+        for i in range(bands - 1, -1, -1):
+            window = torch.stack(encoded[attention_window(i, bands, self.reach)], dim=1)
+            context = self.attend(state, window)
+            state = self.compensate(context, state)
+            state = self.descending(state, context)
+            contexts[i], descending[i] = context, state
+
+        output: list[torch.Tensor] = []
+        feedback = contexts[0]
+        state = descending[0]
+        for i in range(bands):
+            merged = F.leaky_relu(self.merge_feedback(torch.cat([feedback, contexts[i]], 1)), 0.1)
+            state = self.ascending(state, merged, descending[i])
+            band = self.head(state) + noisy[:, i : i + 1]
+            output.append(band)
+            feedback = self.embed_output(band)
+        return torch.cat(output, dim=1)

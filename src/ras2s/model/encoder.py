@@ -1,0 +1,70 @@
+"""Encoder stage of RAS2S (Algorithm 1, lines 1-12, then region learning, lines 13-23).
+
+Every band ``y_i`` is embedded to ``C`` features. A first ConvGRU pass runs over the
+bands in descending order (last band first), its state compensated by HFComp before
+every step; a second pass runs in ascending order, starting from the first pass's final
+state and fusing at each band with the first pass's state at that band. Each resulting
+state is refined by region learning.
+
+The authors' code calls the descending pass "forward" and the ascending one "backward";
+we name them by direction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import BandEmbedding, HighFrequencyCompensation
+from .convgru import ConvGRUCell, FusedConvGRUCell
+from .regions import RegionLearning
+
+
+class Encoder(nn.Module):
+    """Encode a noisy cube into one ``(N, C, H, W)`` state per band.
+
+    Shape:
+        input ``(N, bands, H, W)``; output: a list of ``bands`` states ``(N, C, H, W)``.
+    """
+
+    def __init__(self, channels: int, regions: int, region_chunk: int = 8) -> None:
+        super().__init__()
+        self.channels = channels
+        self.region_chunk = region_chunk
+        self.embed = BandEmbedding(channels)
+        self.compensate = HighFrequencyCompensation(channels)
+        self.descending = ConvGRUCell(channels)
+        self.ascending = FusedConvGRUCell(channels)
+        self.regions = RegionLearning(channels, regions)
+
+    def embed_bands(self, cube: torch.Tensor) -> torch.Tensor:
+        """Embed every band at once: ``(N, bands, H, W) -> (bands, N, C, H, W)``."""
+        n, bands, h, w = cube.shape
+        flat = cube.transpose(0, 1).reshape(bands * n, 1, h, w)
+        return self.embed(flat).reshape(bands, n, self.channels, h, w)
+
+    def forward(self, cube: torch.Tensor) -> list[torch.Tensor]:
+        n, bands, h, w = cube.shape
+        features = self.embed_bands(cube)
+
+        descending: list[torch.Tensor] = [cube.new_empty(0)] * bands
+        state = cube.new_zeros(n, self.channels, h, w)
+        for i in range(bands - 1, -1, -1):
+            state = self.compensate(features[i], state)
+            state = self.descending(state, features[i])
+            descending[i] = state
+
+        encoded: list[torch.Tensor] = []
+        state = descending[0]
+        for i in range(bands):
+            state = self.ascending(state, features[i], descending[i])
+            encoded.append(state)
+        del features, descending
+
+        # Region learning is independent per band: run it on chunks of bands at once,
+        # replacing list entries so that at most one chunk is held twice.
+        step = max(1, self.region_chunk)
+        for start in range(0, bands, step):
+            chunk = self.regions(torch.cat(encoded[start : start + step]))
+            encoded[start : start + step] = list(chunk.split(n))
+        return encoded

@@ -1,0 +1,136 @@
+"""Discriminative semantic region learning (the SSRA stage of the paper).
+
+For each encoded band state ``h`` (``(N, C, H, W)``):
+
+1. ``region_num`` candidate 3x3 filters banks are predicted from ``h`` itself (average
+   pooled to 3x3, two 1x1 convolutions) and applied to ``h`` (a per-sample dynamic
+   convolution), giving ``region_num`` candidate outputs of ``C`` channels.
+2. Two classifiers assign every pixel to one region:
+
+   - the *spatial branch*, ``SpecDynConv``: a 3x3 convolution ``C -> region_num`` whose
+     input channels are re-weighted by a routing MLP on the globally pooled ``h``;
+   - the *spectral branch*, ``SpecClassifier``: a per-pixel linear layer ``C -> region_num``.
+
+   Each branch picks, per pixel, the candidate of its arg-max region (hard selection in
+   the forward pass; a softmax surrogate gradient in the backward pass).
+3. The two selections are fused by a 3x3 convolution and added to ``h``.
+
+The pooling steps make the output depend on the whole image (or tile) it sees.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _SelectRegion(torch.autograd.Function):
+    """Pick, per pixel, the candidate of the arg-max region; softmax gradient to the scores.
+
+    ``candidates``: ``(N, R, C, H, W)``; ``scores``: ``(N, R, H, W)``; output ``(N, C, H, W)``.
+    """
+
+    @staticmethod
+    def forward(ctx, candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.save_for_backward(candidates, scores)
+        index = scores.argmax(dim=1, keepdim=True)  # (N, 1, H, W)
+        index = index.unsqueeze(2).expand(-1, -1, candidates.shape[2], -1, -1)
+        return candidates.gather(1, index).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):  # noqa: D102
+        candidates, scores = ctx.saved_tensors
+        one_hot = torch.zeros_like(scores).scatter_(1, scores.argmax(dim=1, keepdim=True), 1)
+        grad_candidates = grad_output.unsqueeze(1) * one_hot.unsqueeze(2)
+        grad_choice = (grad_output.unsqueeze(1) * candidates).sum(dim=2)  # (N, R, H, W)
+        soft = scores.softmax(dim=1)
+        grad_scores = soft * (grad_choice - (soft * grad_choice).sum(dim=1, keepdim=True))
+        return grad_candidates, grad_scores
+
+
+def select_region(candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Hard per-pixel selection of ``candidates[:, argmax(scores)]``; see :class:`_SelectRegion`."""
+    return _SelectRegion.apply(candidates, scores)
+
+
+class ChannelRouting(nn.Module):
+    """Per-sample channel weights ``1 + MLP(avgpool(h))``, shape ``(N, C, 1, 1)``.
+
+    The two layers are ``(3, 1)`` convolutions as in the authors' model; on the pooled
+    1x1 map only their centre taps act.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(channels, channels, (3, 1), padding=(1, 0))
+        self.excite = nn.Conv2d(channels, channels, (3, 1), padding=(1, 0), bias=False)
+        nn.init.zeros_(self.excite.weight)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        pooled = F.adaptive_avg_pool2d(h, 1)
+        return self.excite(F.relu(self.squeeze(pooled))) + 1
+
+
+class SpatialRegionClassifier(nn.Module):
+    """``SpecDynConv``: a 3x3 convolution ``C -> regions`` with routed input channels.
+
+    Shape: ``(N, C, H, W) -> (N, regions, H, W)``.
+    """
+
+    def __init__(self, channels: int, regions: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(regions, channels, 3, 3))
+        self.bias = nn.Parameter(torch.empty(regions))
+        self.routing = ChannelRouting(channels)
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        nn.init.uniform_(self.bias, -1 / (9 * channels) ** 0.5, 1 / (9 * channels) ** 0.5)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        n, c, height, width = h.shape
+        routing = self.routing(h).reshape(n, 1, c, 1, 1)
+        weight = (routing * self.weight).reshape(n * self.weight.shape[0], c, 3, 3)
+        out = F.conv2d(
+            h.reshape(1, n * c, height, width),
+            weight,
+            self.bias.repeat(n),
+            padding=1,
+            groups=n,
+        )
+        return out.reshape(n, -1, height, width)
+
+
+class RegionLearning(nn.Module):
+    """The region-aware refinement of one encoded band state (SSRA).
+
+    Shape: ``(N, C, H, W) -> (N, C, H, W)``.
+    """
+
+    def __init__(self, channels: int, regions: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.regions = regions
+        self.filter_context = nn.Conv2d(channels, regions * regions, 1)
+        self.filter_bank = nn.Conv2d(
+            regions * regions, regions * channels * channels, 1, groups=regions
+        )
+        self.spatial_classifier = SpatialRegionClassifier(channels, regions)
+        self.spectral_classifier = nn.Linear(channels, regions)
+        self.fuse = nn.Conv2d(2 * channels, channels, 3, padding=1)
+
+    def region_filters(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-sample filters ``(N * regions * C, C, 3, 3)`` predicted from ``h``."""
+        pooled = F.adaptive_avg_pool2d(h, 3)
+        filters = self.filter_bank(torch.sigmoid(self.filter_context(pooled)))
+        return filters.reshape(-1, self.channels, 3, 3)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        n, c, height, width = h.shape
+        candidates = F.conv2d(
+            h.reshape(1, n * c, height, width), self.region_filters(h), padding=1, groups=n
+        ).reshape(n, self.regions, c, height, width)
+        spatial_scores = self.spatial_classifier(h)
+        spectral_scores = self.spectral_classifier(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        spatial = select_region(candidates, spatial_scores)
+        spectral = select_region(candidates, spectral_scores)
+        return self.fuse(torch.cat([spatial, spectral], dim=1)) + h
