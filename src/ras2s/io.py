@@ -1,0 +1,807 @@
+"""Read and write hyperspectral cubes; decide their layout; write atomically.
+
+In memory a cube is always **bands first**, ``(bands, H, W)``, in the file's own dtype.
+This module is the only place in ras2s that transposes.
+
+Supported formats (by extension): ``.mat`` (MATLAB v4/v5 via scipy, v7.3 via h5py),
+``.npy``, ``.npz``, ``.h5``/``.hdf5``, ``.tif``/``.tiff``, ENVI ``.hdr`` (+ its data
+file) and a folder of per-band PNGs (CAVE style).
+
+Layout rule
+-----------
+How the spectral axis of a stored 3-D array is found, first rule that applies wins:
+
+1. ``--layout HWB`` (bands last) or ``--layout BHW`` (bands first) always wins.
+2. ENVI and TIFF say it in their metadata: ENVI ``interleave`` (bsq = BHW, bip = HWB,
+   bil = rows x bands x cols, reported as ``HBW``); TIFF axes (``...YX`` = bands first,
+   ``YX...`` = bands last). A PNG folder is one band per file.
+3. ``.mat`` files (v5 and v7.3) follow MATLAB's convention rows x cols x bands (HWB).
+   A v7.3 array, which HDF5 returns axes-reversed, is put back in MATLAB order first.
+   Exception: a shape whose last two axes are equal and differ from the first
+   (e.g. 64 x 100 x 100) looks like band-first data saved in a .mat; that contradicts
+   the convention, so it is an error asking for ``--layout``.
+4. Containers with no convention (``.npy``, ``.npz``, plain ``.h5``): the spectral axis
+   is the first or the last one. Rows x cols x bands when the first two sizes are equal
+   and the last differs (512 x 512 x 31); bands x rows x cols when the last two are
+   equal and the first differs (31 x 512 x 512). Anything else (all sizes different,
+   all equal, or first == last) is an error asking for ``--layout``: never a guess.
+
+Nothing is ever squeezed, cropped, resampled, reordered or converted (only a
+non-native byte order is made native).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+import scipy.io
+import tifffile
+from PIL import Image
+from scipy.io.matlab import matfile_version
+from spectral.io import envi
+
+from ras2s.errors import InputError, LayoutError, OutputError, Ras2sError
+
+__all__ = [
+    "FORMATS",
+    "CubeFile",
+    "default_output_path",
+    "detect_layout",
+    "is_png_cube_folder",
+    "read_cube",
+    "write_cube",
+]
+
+FORMATS: dict[str, str] = {
+    ".mat": "mat",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".h5": "h5",
+    ".hdf5": "h5",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".hdr": "envi",
+}
+"""File extension -> format name. A folder of PNGs (no extension) is format ``"png"``."""
+
+LAYOUTS = ("HWB", "BHW")
+_MAT_NUMERIC = {
+    "double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+    "uint64",
+}
+_MAT73_THRESHOLD = 2**31  # bytes; .mat v5 cannot hold a variable this large
+_MAT73_MAGIC = b"MATLAB 7.3"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ENVI_INTERLEAVE = {"bsq": "BHW", "bil": "HBW", "bip": "HWB"}
+_ENVI_STRUCTURAL = {
+    "samples", "lines", "bands", "data type", "interleave", "byte order", "header offset",
+    "data file",
+}
+_ENVI_PER_BAND = {"wavelength", "fwhm", "band names", "bbl", "data gain values",
+                  "data offset values"}
+_SUPPORTED = ", ".join(FORMATS) + ", or a folder of per-band .png files"
+
+
+@dataclass(frozen=True, eq=False)
+class CubeFile:
+    """A cube read from a file.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        ``(bands, H, W)``, in the file's own dtype (no conversion, no scaling; a
+        non-native byte order is made native). May be a transposed view.
+    path : pathlib.Path
+        The file (or PNG folder) that was read.
+    format : str
+        How it was read: ``"mat"``, ``"npy"``, ``"npz"``, ``"h5"``, ``"tiff"``,
+        ``"envi"`` or ``"png"`` (a ``.h5`` holding a MATLAB 7.3 file reads as ``"mat"``).
+    key : str or None
+        Variable / dataset name inside a container (.mat, .npz, .h5), None otherwise.
+    layout : str
+        How the array was stored in the file: ``"HWB"`` or ``"BHW"`` (``"HBW"`` for an
+        ENVI bil file).
+    metadata : dict
+        Format details: ENVI header (wavelength, fwhm, band names, ...), PNG file names,
+        TIFF axes, MAT version and header, ...
+    """
+
+    data: np.ndarray
+    path: Path
+    format: str
+    key: str | None
+    layout: str
+    metadata: dict
+
+
+class _Raw(NamedTuple):
+    """What a format reader returns: the array as stored in the file."""
+
+    data: np.ndarray
+    format: str
+    key: str | None
+    metadata: dict
+    layout: str | None = None  # decided by the file's metadata (ENVI, TIFF, PNG)
+    convention: str | None = None  # the format's convention (MATLAB: "HWB")
+
+
+class _Entry(NamedTuple):
+    """An array inside a container, as listed before loading it."""
+
+    shape: tuple[int, ...]
+    kind: str  # dtype or MATLAB class
+    numeric: bool
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _natural_key(name: str) -> list:
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower())
+            for t in re.split(r"(\d+)", name) if t]
+
+
+def _is_real_numeric(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
+def _to_bhw(a: np.ndarray, layout: str) -> np.ndarray:
+    return {"BHW": a, "HWB": a.transpose(2, 0, 1), "HBW": a.transpose(1, 0, 2)}[layout]
+
+
+def _from_bhw(a: np.ndarray, layout: str) -> np.ndarray:
+    return {"BHW": a, "HWB": a.transpose(1, 2, 0), "HBW": a.transpose(1, 0, 2)}[layout]
+
+
+def _parse_layout(layout: str | None, source: object) -> str | None:
+    if layout is None:
+        return None
+    up = str(layout).upper()
+    if up not in LAYOUTS:
+        raise InputError(f"{source}: layout must be HWB (bands last) or BHW (bands first), "
+                         f"got {layout!r}")
+    return up
+
+
+def _check_cube(a: np.ndarray, source: object, key: str | None) -> None:
+    """Raise InputError unless ``a`` is a non-empty 3-D real numeric array."""
+    what = f"'{key}'" if key else "the array"
+    if a.ndim != 3:
+        hint = ""
+        if a.ndim > 3 and 1 in a.shape:
+            hint = "; singleton axes are not squeezed, save the cube without them"
+        raise InputError(f"{source}: {what} is {a.ndim}-D {a.shape}; a cube must be 3-D "
+                         f"(rows x cols x bands or bands x rows x cols){hint}")
+    if not _is_real_numeric(a.dtype):
+        raise InputError(f"{source}: {what} {a.shape} has dtype {a.dtype}; a cube must hold "
+                         "real integers or floats (not bool, complex, text or objects)")
+    if a.size == 0:
+        raise InputError(f"{source}: {what} has a zero-size axis {a.shape}; the cube is empty")
+
+
+def _describe(name: str, e: _Entry) -> str:
+    dims = "" if len(e.shape) == 3 else f"{len(e.shape)}-D "
+    kind = e.kind if e.numeric else f"{e.kind}, not numeric"
+    return f"'{name}' is {dims}{e.shape} {kind}"
+
+
+def _listing(entries: dict[str, _Entry], limit: int = 20) -> str:
+    items = [_describe(n, e) for n, e in entries.items()]
+    more = f"; ... and {len(items) - limit} more" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more if items else "(nothing)"
+
+
+def _select(path: Path, entries: dict[str, _Entry], key: str | None) -> str:
+    """Pick the variable to read: ``key``, else the single 3-D numeric array."""
+    if key is not None:
+        if key not in entries:
+            raise InputError(f"{path}: no variable {key!r}; available: {_listing(entries)}")
+        if not entries[key].numeric:
+            raise InputError(f"{path}: {_describe(key, entries[key])}; a cube must hold "
+                             "real integers or floats")
+        return key
+    cands = [n for n, e in entries.items() if e.numeric and len(e.shape) == 3]
+    if len(cands) == 1:
+        return cands[0]
+    if not cands:
+        raise InputError(f"{path}: no 3-D numeric array to read as a cube; found: "
+                         f"{_listing(entries)}; a cube must be 3-D")
+    listed = _listing({n: entries[n] for n in cands})
+    raise InputError(f"{path}: several 3-D arrays could be the cube: {listed}; "
+                     "pass --key NAME to choose one")
+
+
+def _head(path: Path, n: int = 128) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def detect_layout(shape: tuple[int, int, int], *, source: str = "array",
+                  convention: str | None = None) -> str:
+    """Decide how a 3-D array is stored: ``"HWB"`` (bands last) or ``"BHW"`` (bands first).
+
+    Implements rules 3 and 4 of the module's layout rule (rules 1-2 live in
+    :func:`read_cube`).
+
+    Parameters
+    ----------
+    shape : tuple of 3 int
+        The stored array's shape (for a .mat file, in MATLAB order).
+    source : str
+        Name used in error messages (usually the file path).
+    convention : {"HWB", "BHW"} or None
+        The format's convention (``"HWB"`` for MATLAB). It holds unless the shape
+        plainly says the opposite, which is an error.
+
+    Returns
+    -------
+    str
+        ``"HWB"`` or ``"BHW"``.
+
+    Raises
+    ------
+    LayoutError
+        When the layout cannot be decided without a guess.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3:
+        raise LayoutError(f"{source}: shape {shape} is not 3-D; a cube must be 3-D")
+    a, b, c = shape
+    natural = "HWB" if a == b != c else "BHW" if b == c != a else None
+    if convention is not None:
+        convention = _parse_layout(convention, source)
+        if natural is None or natural == convention:
+            return convention
+        readings = {
+            "HWB": f"HWB = {c} bands of {a} x {b}",
+            "BHW": f"BHW = {a} bands of {b} x {c}",
+        }
+        raise LayoutError(
+            f"{source}: shape {shape} contradicts the {convention} convention of its format "
+            f"(it reads as {readings[convention]}, but looks like {readings[natural]}); "
+            "pass --layout HWB or --layout BHW")
+    if natural is None:
+        raise LayoutError(
+            f"{source}: cannot tell the spectral axis of shape {shape} (bands must be the "
+            "first or last axis, and the other two are not equal-sized rows x cols); "
+            "pass --layout HWB (bands last) or --layout BHW (bands first)")
+    return natural
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _read_mat(path: Path, key: str | None) -> _Raw:
+    head = _head(path)
+    if head.startswith(_HDF5_MAGIC):
+        raise InputError(f"{path}: plain HDF5 without a MATLAB header, not a MAT-file; "
+                         "rename it to .h5 to read it as HDF5")
+    major, _ = matfile_version(str(path))
+    if major == 2:
+        return _read_mat73(path, key, head)
+    entries = {n: _Entry(tuple(s), c, c in _MAT_NUMERIC) for n, s, c in scipy.io.whosmat(str(path))}
+    name = _select(path, entries, key)
+    data = scipy.io.loadmat(str(path), variable_names=[name], mat_dtype=False)[name]
+    version = "5" if major == 1 else "4"
+    header = head[:116].decode("latin-1").strip(" \x00") if major == 1 else ""
+    return _Raw(data, "mat", name, {"mat_version": version, "header": header},
+                convention="HWB")
+
+
+def _read_mat73(path: Path, key: str | None, head: bytes) -> _Raw:
+    entries: dict[str, _Entry] = {}
+    with h5py.File(path, "r") as f:
+        def visit(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset) and not name.startswith("#"):
+                cls = obj.attrs.get("MATLAB_class", b"")
+                cls = cls.decode() if isinstance(cls, bytes) else str(cls)
+                empty = bool(obj.attrs.get("MATLAB_empty", 0))
+                numeric = cls in _MAT_NUMERIC and obj.dtype.kind in "iuf" and not empty
+                entries[name] = _Entry(tuple(obj.shape or ())[::-1], cls or str(obj.dtype),
+                                       numeric)
+
+        f.visititems(visit)
+        name = _select(path, entries, key.lstrip("/") if key else None)
+        data = f[name][()].T  # back to MATLAB order (rows x cols x bands)
+    header = head[:116].decode("latin-1").strip(" \x00")
+    return _Raw(data, "mat", name, {"mat_version": "7.3", "header": header},
+                convention="HWB")
+
+
+def _read_npy(path: Path, key: str | None) -> _Raw:
+    head = _head(path, 6)
+    if head.startswith(b"PK"):
+        raise InputError(f"{path}: is an .npz archive, not an .npy array; rename it to .npz")
+    if head != b"\x93NUMPY":
+        raise InputError(f"{path}: not an .npy file (no NumPy header); the file may be corrupt")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InputError(f"{path}: holds pickled objects, not a numeric array; a cube "
+                             "must hold real integers or floats") from exc
+        raise
+    return _Raw(data, "npy", None, {})
+
+
+def _read_npz(path: Path, key: str | None) -> _Raw:
+    if not _head(path, 4).startswith(b"PK"):
+        raise InputError(f"{path}: not an .npz (zip) archive; the file may be corrupt")
+    with np.load(path, allow_pickle=False) as z:
+        entries: dict[str, _Entry] = {}
+        for n in z.files:
+            try:
+                a = z[n]
+            except ValueError:  # pickled objects
+                entries[n] = _Entry((), "object", False)
+            else:
+                entries[n] = _Entry(a.shape, str(a.dtype), _is_real_numeric(a.dtype))
+        name = _select(path, entries, key)
+        data = z[name]
+    return _Raw(data, "npz", name, {})
+
+
+def _read_h5(path: Path, key: str | None) -> _Raw:
+    head = _head(path)
+    if head.startswith(_MAT73_MAGIC):
+        return _read_mat73(path, key, head)
+    entries: dict[str, _Entry] = {}
+    with h5py.File(path, "r") as f:
+        def visit(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset):
+                entries[name] = _Entry(tuple(obj.shape or ()), str(obj.dtype),
+                                       obj.dtype.kind in "iuf")
+
+        f.visititems(visit)
+        name = _select(path, entries, key.lstrip("/") if key else None)
+        data = f[name][()]
+    return _Raw(data, "h5", name, {})
+
+
+def _read_tiff(path: Path, key: str | None) -> _Raw:
+    log = logging.getLogger("tifffile")  # its warnings on bad files would reach stderr
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return _read_tiff_quiet(path)
+    finally:
+        log.setLevel(level)
+
+
+def _read_tiff_quiet(path: Path) -> _Raw:
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = series.asarray()
+        axes = series.axes
+        meta = {"axes": axes, "series": len(tif.series), "pages": len(tif.pages),
+                "photometric": tif.pages[0].photometric.name,
+                "shaped_metadata": tif.shaped_metadata}
+    layout = None
+    if len(axes) == 3 and axes[1:] == "YX":
+        layout = "BHW"
+    elif len(axes) == 3 and axes[:2] == "YX":
+        layout = "HWB"
+    return _Raw(data, "tiff", None, meta, layout=layout)
+
+
+def _read_envi(path: Path, key: str | None) -> _Raw:
+    img = envi.open(str(path))
+    interleave = str(img.metadata.get("interleave", "bsq")).lower()
+    if interleave not in _ENVI_INTERLEAVE:
+        raise InputError(f"{path}: unknown ENVI interleave {interleave!r}; expected bsq, "
+                         "bil or bip")
+    mm = img.open_memmap(interleave="source")
+    data = np.array(mm)
+    del mm
+    meta = dict(img.metadata)
+    meta["data file"] = str(img.filename)
+    return _Raw(data, "envi", None, meta, layout=_ENVI_INTERLEAVE[interleave])
+
+
+def _png_band(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            a = np.asarray(im)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read PNG ({_one_line(exc)})") from exc
+    if mode == "L" or mode.startswith("I;16"):
+        return _native(a)
+    if mode == "I" and a.min() >= 0 and a.max() <= 65535:
+        return a.astype(np.uint16)
+    if mode in ("RGB", "RGBA", "LA"):
+        colour = a[..., :1] if mode == "LA" else a[..., :3]
+        if not (colour == colour[..., :1]).all():
+            raise InputError(f"{path}: {mode} PNG whose colour channels differ; a band "
+                             "PNG must be grayscale (or RGB with identical channels)")
+        return np.ascontiguousarray(colour[..., 0])
+    raise InputError(f"{path}: PNG mode {mode!r} is not supported; a band must be 8- or "
+                     "16-bit grayscale")
+
+
+def _read_png(folder: Path, key: str | None) -> _Raw:
+    names = sorted(os.listdir(folder))
+    pngs = sorted((n for n in names if n.lower().endswith(".png") and not n.startswith(".")
+                   and (folder / n).is_file()), key=_natural_key)
+    ignored = [n for n in names if n not in pngs]
+    cube = None
+    for i, name in enumerate(pngs):
+        band = _png_band(folder / name)
+        if cube is None:
+            cube = np.empty((len(pngs), *band.shape), band.dtype)
+        elif band.shape != cube.shape[1:] or band.dtype != cube.dtype:
+            raise InputError(
+                f"{folder / name}: band is {band.shape} {band.dtype}, but {pngs[0]} is "
+                f"{cube.shape[1:]} {cube.dtype}; all band PNGs must have the same size "
+                "and bit depth")
+        cube[i] = band
+    return _Raw(cube, "png", None, {"files": pngs, "ignored": ignored}, layout="BHW")
+
+
+_READERS: dict[str, Callable[[Path, str | None], _Raw]] = {
+    "mat": _read_mat, "npy": _read_npy, "npz": _read_npz, "h5": _read_h5,
+    "tiff": _read_tiff, "envi": _read_envi, "png": _read_png,
+}
+
+
+def is_png_cube_folder(path: str | os.PathLike) -> bool:
+    """True for a directory holding at least one .png and no file with a cube extension."""
+    p = Path(path)
+    try:
+        files = [f for f in p.iterdir() if f.is_file()] if p.is_dir() else []
+    except OSError:
+        return False
+    return (any(f.suffix.lower() == ".png" for f in files)
+            and not any(f.suffix.lower() in FORMATS for f in files))
+
+
+def _input_format(p: Path) -> str:
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if p.is_dir():
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise InputError(f"{p}: permission denied, cannot read the folder")
+        if is_png_cube_folder(p):
+            return "png"
+        hint = ""
+        with contextlib.suppress(OSError):
+            subs = [d for d in p.iterdir() if d.is_dir() and is_png_cube_folder(d)]
+            if len(subs) == 1:
+                hint = f" (did you mean {subs[0]}?)"
+        raise InputError(f"{p}: is a folder but not a PNG cube folder (one .png per band and "
+                         f"no other cube files){hint}")
+    fmt = FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        hint = ""
+        if p.suffix.lower() == ".png":
+            hint = "; a PNG cube is a folder of per-band .png files"
+        elif p.with_suffix(".hdr").is_file():
+            hint = f"; for ENVI pass the header {p.with_suffix('.hdr').name}"
+        raise InputError(f"{p}: unknown extension {p.suffix!r}; supported: {_SUPPORTED}{hint}")
+    try:
+        _head(p, 1)
+    except PermissionError as exc:
+        raise InputError(f"{p}: permission denied, cannot read the file") from exc
+    except OSError as exc:
+        raise InputError(f"{p}: cannot open the file ({_one_line(exc)})") from exc
+    return fmt
+
+
+def read_cube(path: str | os.PathLike, *, key: str | None = None,
+              layout: str | None = None) -> CubeFile:
+    """Read a hyperspectral cube from a file or a PNG folder, bands first.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.mat``, ``.npy``, ``.npz``, ``.h5``/``.hdf5``, ``.tif``/``.tiff`` or ENVI
+        ``.hdr`` file, or a folder of per-band PNGs.
+    key : str, optional
+        Variable / dataset inside a container (.mat, .npz, .h5; HDF5 keys are full
+        paths such as ``"group/cube"``). Without it the single 3-D numeric array is
+        taken. Ignored by the other formats.
+    layout : {"HWB", "BHW"}, optional
+        How the array is stored in the file (case-insensitive); overrides every rule.
+
+    Returns
+    -------
+    CubeFile
+        ``data`` is ``(bands, H, W)`` in the file's dtype.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable, corrupt, non-cube or ambiguous input (one-line message
+        naming the file). :class:`LayoutError` (a subclass) when the layout is ambiguous.
+    """
+    p = Path(path)
+    override = _parse_layout(layout, p)
+    fmt = _input_format(p)
+    try:
+        raw = _READERS[fmt](p, key)
+    except Ras2sError:
+        raise
+    except PermissionError as exc:
+        raise InputError(f"{p}: permission denied ({_one_line(exc)})") from exc
+    except Exception as exc:
+        raise InputError(f"{p}: cannot read as {fmt} ({_one_line(exc)}); the file may be "
+                         "corrupt or truncated") from exc
+    _check_cube(raw.data, p, raw.key)
+    stored = override or raw.layout or detect_layout(raw.data.shape, source=str(p),
+                                                     convention=raw.convention)
+    data = _native(_to_bhw(raw.data, stored))
+    return CubeFile(data, p, raw.format, raw.key, stored, raw.metadata)
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def _write_mat(tmp: Path, data: np.ndarray, key: str, layout: str,
+               like: CubeFile | None) -> None:
+    if data.nbytes >= _MAT73_THRESHOLD:
+        _write_mat73(tmp, data, key)
+        return
+    with open(tmp, "wb") as fh:
+        scipy.io.savemat(fh, {key: data.transpose(1, 2, 0)}, do_compression=False,
+                         format="5", oned_as="column")
+
+
+def _mat_class(dtype: np.dtype) -> str:
+    return {"float64": "double", "float32": "single"}.get(str(dtype), str(dtype))
+
+
+def _write_mat73(tmp: Path, data: np.ndarray, key: str) -> None:
+    cls = _mat_class(data.dtype)
+    b, h, w = data.shape
+    with h5py.File(tmp, "w", userblock_size=512) as f:
+        # HDF5 stores MATLAB's column-major rows x cols x bands as (bands, cols, rows)
+        ds = f.create_dataset(key, shape=(b, w, h), dtype=data.dtype)
+        ds.attrs["MATLAB_class"] = np.bytes_(cls)
+        for i in range(b):
+            ds[i] = data[i].T
+    text = (f"MATLAB 7.3 MAT-file, Platform: ras2s, Created on: "
+            f"{time.strftime('%a %b %d %H:%M:%S %Y')} HDF5 schema 1.00 .")
+    header = text.encode("ascii").ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM"
+    with open(tmp, "r+b") as fh:
+        fh.write(header.ljust(512, b"\x00"))
+
+
+def _write_npy(tmp: Path, data: np.ndarray, key: str, layout: str,
+               like: CubeFile | None) -> None:
+    with open(tmp, "wb") as fh:
+        np.save(fh, _from_bhw(data, layout), allow_pickle=False)
+
+
+def _write_npz(tmp: Path, data: np.ndarray, key: str, layout: str,
+               like: CubeFile | None) -> None:
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **{key: _from_bhw(data, layout)})
+
+
+def _write_h5(tmp: Path, data: np.ndarray, key: str, layout: str,
+              like: CubeFile | None) -> None:
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset(key, data=np.ascontiguousarray(_from_bhw(data, layout)))
+
+
+def _write_tiff(tmp: Path, data: np.ndarray, key: str, layout: str,
+                like: CubeFile | None) -> None:
+    big = data.nbytes > 2**32 - 2**25
+    if layout == "HWB":
+        tifffile.imwrite(tmp, data.transpose(1, 2, 0), photometric="minisblack",
+                         planarconfig="contig", metadata={"axes": "YXS"}, bigtiff=big)
+    else:
+        tifffile.imwrite(tmp, data, photometric="minisblack", metadata={"axes": "CYX"},
+                         bigtiff=big)
+
+
+def _write_envi(tmp: Path, data: np.ndarray, key: str, layout: str,
+                like: CubeFile | None) -> None:
+    meta: dict = {}
+    if like is not None and like.format == "envi":
+        meta = {k: v for k, v in like.metadata.items() if k not in _ENVI_STRUCTURAL}
+        for k in _ENVI_PER_BAND & meta.keys():
+            if not isinstance(meta[k], list) or len(meta[k]) != data.shape[0]:
+                del meta[k]
+    interleave = {v: k for k, v in _ENVI_INTERLEAVE.items()}[layout]
+    envi.save_image(str(tmp), data.transpose(1, 2, 0), dtype=data.dtype,
+                    interleave=interleave, metadata=meta, force=True, ext=".img")
+
+
+def _write_png(folder: Path, data: np.ndarray, key: str, layout: str,
+               like: CubeFile | None) -> None:
+    names = list(like.metadata.get("files", [])) if like is not None and like.format == "png" \
+        else []
+    if len(names) != data.shape[0]:
+        width = max(3, len(str(data.shape[0])))
+        names = [f"band_{i + 1:0{width}d}.png" for i in range(data.shape[0])]
+    for name, band in zip(names, data, strict=True):
+        Image.fromarray(np.ascontiguousarray(band)).save(folder / name, format="PNG")
+
+
+_WRITERS: dict[str, Callable[[Path, np.ndarray, str, str, CubeFile | None], None]] = {
+    "mat": _write_mat, "npy": _write_npy, "npz": _write_npz, "h5": _write_h5,
+    "tiff": _write_tiff, "envi": _write_envi, "png": _write_png,
+}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fail(final: Path, exc: BaseException) -> None:
+    """Re-raise ``exc`` as a one-line OutputError (Ras2sError and interrupts unchanged)."""
+    if isinstance(exc, Ras2sError) or not isinstance(exc, Exception):
+        raise exc
+    raise OutputError(f"{final}: writing failed ({_one_line(exc)}); nothing was written") \
+        from exc
+
+
+def _atomic_file(final: Path, write: Callable[[Path], None], companions: tuple = ()) -> None:
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=".ras2s-", suffix=final.suffix)
+    os.close(fd)
+    tmp = Path(name)
+    tmps = [tmp.with_suffix(s) for s in companions] + [tmp]
+    finals = [final.with_suffix(s) for s in companions] + [final]
+    try:
+        write(tmp)
+        for t, f in zip(tmps, finals, strict=True):
+            os.chmod(t, 0o666 & ~_umask())
+            os.replace(t, f)
+    except BaseException as exc:
+        for t in tmps:
+            with contextlib.suppress(OSError):
+                t.unlink()
+        _fail(final, exc)
+
+
+def _atomic_dir(final: Path, write: Callable[[Path], None]) -> None:
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".ras2s-"))
+    backup = tmp.with_name(tmp.name + "-old")
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
+        if final.exists():
+            os.replace(final, backup)
+        os.replace(tmp, final)
+    except BaseException as exc:
+        if backup.exists() and not final.exists():
+            os.replace(backup, final)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _fail(final, exc)
+    if backup.is_dir():
+        shutil.rmtree(backup, ignore_errors=True)
+    elif backup.exists():
+        backup.unlink()
+
+
+def _output_format(p: Path) -> str:
+    fmt = FORMATS.get(p.suffix.lower())
+    if fmt is not None:
+        return fmt
+    if p.suffix == "" or p.is_dir():
+        return "png"
+    raise OutputError(f"{p}: unknown output extension {p.suffix!r}; supported: {_SUPPORTED}")
+
+
+def write_cube(path: str | os.PathLike, data: np.ndarray, *, like: CubeFile | None = None,
+               key: str | None = None, layout: str | None = None,
+               force: bool = False) -> Path:
+    """Write a bands-first cube in the format given by the output path, atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file; its extension picks the format (see :data:`FORMATS`). A path with
+        no extension (or an existing folder) is written as a folder of per-band PNGs.
+    data : numpy.ndarray
+        ``(bands, H, W)``, any real numeric dtype (PNG: uint8 or uint16 only). Written
+        with its dtype unchanged.
+    like : CubeFile, optional
+        The input this cube came from: its key, layout (same format only), ENVI header
+        and interleave, and PNG file names are reused.
+    key : str, optional
+        Variable / dataset name (.mat, .npz, .h5). Default: ``like.key`` when ``like``
+        has the output's format, else ``"data"``.
+    layout : {"HWB", "BHW"}, optional
+        Stored layout for .npy, .npz and .h5 (default: ``like.layout`` when ``like`` has
+        the same format, else BHW). The other formats follow their convention: .mat
+        HWB; TIFF bands first (or ``like``'s layout); ENVI ``like``'s interleave or bsq.
+    force : bool
+        Overwrite an existing output.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file (ENVI: the ``.hdr``; its data file is ``.img`` beside it).
+
+    Raises
+    ------
+    OutputError
+        Unknown extension, bad data, existing output without ``force``, missing or
+        read-only folder, or a failure while writing (nothing is left behind then).
+    """
+    p = Path(path)
+    fmt = _output_format(p)
+    data = np.asarray(data)
+    if data.ndim != 3 or data.size == 0 or not _is_real_numeric(data.dtype):
+        raise OutputError(f"{p}: cannot write an array of shape {data.shape} {data.dtype}; "
+                          "expected a non-empty real numeric (bands, H, W) cube")
+    if fmt == "png" and data.dtype not in (np.uint8, np.uint16):
+        raise OutputError(f"{p}: PNG holds only uint8 or uint16 bands, this cube is "
+                          f"{data.dtype}; pick another format (.tif, .npy, .mat, .h5, .hdr)")
+    if fmt == "mat" and _mat_class(data.dtype) not in _MAT_NUMERIC:
+        raise OutputError(f"{p}: MATLAB has no {data.dtype} type; pick another format "
+                          "(.tif, .npy, .h5)")
+    parent = p.parent
+    if not parent.is_dir():
+        raise OutputError(f"{p}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{p}: output folder {parent} is not writable")
+    same = like is not None and like.format == fmt
+    targets = [p, p.with_suffix(".img")] if fmt == "envi" else [p]
+    existing = [t for t in targets if t.exists()]
+    if existing and not force:
+        raise OutputError(f"{existing[0]}: already exists; pass --force to overwrite it")
+    if fmt == "png" and p.is_dir() and any(p.iterdir()) and not is_png_cube_folder(p):
+        raise OutputError(f"{p}: exists and is not a PNG cube folder; refusing to replace it")
+    if fmt != "png" and p.is_dir():
+        raise OutputError(f"{p}: is a folder; expected a file name")
+    if fmt in ("npy", "npz", "h5"):
+        stored = _parse_layout(layout, p) or (like.layout if same else "BHW")
+    elif fmt == "tiff":
+        stored = "HWB" if same and like.layout == "HWB" else "BHW"
+    elif fmt == "envi":
+        stored = like.layout if same else "BHW"
+    else:
+        stored = "HWB" if fmt == "mat" else "BHW"
+    name = key or (like.key if same and like.key else None) or "data"
+    if fmt == "mat" and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name):
+        raise OutputError(f"{p}: {name!r} is not a valid MATLAB variable name; pass --key")
+
+    def write(tmp: Path) -> None:
+        _WRITERS[fmt](tmp, data, name, stored, like)
+
+    if fmt == "png":
+        _atomic_dir(p, write)
+    else:
+        _atomic_file(p, write, (".img",) if fmt == "envi" else ())
+    return p
+
+
+def default_output_path(input_path: str | os.PathLike, suffix: str = "_denoised") -> Path:
+    """The default output beside the input: ``<stem><suffix><ext>``.
+
+    A PNG folder gives ``<folder><suffix>/``; an ENVI ``x.hdr`` gives ``x<suffix>.hdr``.
+    """
+    p = Path(input_path)
+    if p.is_dir() or p.suffix == "":
+        return p.with_name(p.name + suffix)
+    return p.with_name(p.stem + suffix + p.suffix)
