@@ -398,10 +398,10 @@ def save_weights(model: RAS2S, path: str | os.PathLike, card: dict | None = None
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "card": json.loads(json.dumps(card or {})),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ras2s-")
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ras2s-", suffix=".pt")
     try:
-        torch.save(payload, tmp)
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,121 @@
+"""Weights registry, checkpoint layouts and strict loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ras2s import weights as W
+from ras2s.errors import WeightsError
+from ras2s.model import RAS2S, RAS2SConfig
+
+from .conftest import OFFICIAL, need
+
+
+def _official_state() -> dict:
+    return torch.load(need(OFFICIAL), map_location="cpu", weights_only=True)["net"]
+
+
+def _save(tmp_path, obj, name="ckpt.pth"):
+    path = tmp_path / name
+    torch.save(obj, path)
+    return path
+
+
+def test_own_layout_round_trip(tmp_path, tiny_model, tiny_weights):
+    loaded = W.load_model(tiny_weights)
+    assert loaded.config == tiny_model.config
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    assert loaded.card["purpose"] == "tests"
+    assert not loaded.training
+
+
+def test_official_layout_converts_every_tensor():
+    state = _official_state()
+    config, converted = W.convert_official(state)
+    assert config == RAS2SConfig()
+    assert set(converted) == set(RAS2S().state_dict())
+    assert sum(t.numel() for t in converted.values()) == sum(t.numel() for t in state.values())
+    gates = converted["encoder.descending.gates.weight"]
+    assert torch.equal(gates[:14], state["encoder.encoder_layer.conv_gru.convz.weight"])
+    assert torch.equal(gates[14:], state["encoder.encoder_layer.conv_gru.convr.weight"])
+
+
+def test_bare_official_state_dict_loads(tmp_path):
+    path = _save(tmp_path, _official_state())
+    assert sum(p.numel() for p in W.load_model(path).parameters()) == 84_105
+
+
+def test_missing_official_key_is_named(tmp_path):
+    state = _official_state()
+    del state["decoder.conv_out_3.bias"]
+    with pytest.raises(WeightsError, match="missing key 'decoder.conv_out_3.bias'"):
+        W.load_model(_save(tmp_path, {"net": state}))
+
+
+def test_unexpected_official_key_is_named(tmp_path):
+    state = _official_state()
+    state["decoder.extra.weight"] = torch.zeros(3)
+    with pytest.raises(WeightsError, match="unexpected keys.*decoder.extra.weight"):
+        W.load_model(_save(tmp_path, {"net": state}))
+
+
+def test_official_shape_mismatch_is_named(tmp_path):
+    state = _official_state()
+    state["decoder.conv_out_1.weight"] = torch.zeros(14, 14, 5, 5)
+    with pytest.raises(WeightsError, match="decoder.conv_out_1.weight.*expected"):
+        W.load_model(_save(tmp_path, {"net": state}))
+
+
+def test_own_layout_missing_unexpected_and_shape(tmp_path, tiny_model):
+    base = {"format": "ras2s", "config": tiny_model.config.to_dict()}
+    state = dict(tiny_model.state_dict())
+    missing = dict(state)
+    missing.pop("decoder.head.conv3.bias")
+    with pytest.raises(WeightsError, match="missing key 'decoder.head.conv3.bias'"):
+        W.load_model(_save(tmp_path, {**base, "state_dict": missing}))
+    extra = {**state, "bogus": torch.zeros(1)}
+    with pytest.raises(WeightsError, match="unexpected key 'bogus'"):
+        W.load_model(_save(tmp_path, {**base, "state_dict": extra}))
+    wrong = {**state, "decoder.head.conv3.bias": torch.zeros(2)}
+    with pytest.raises(WeightsError, match=r"'decoder.head.conv3.bias' has shape \(2,\)"):
+        W.load_model(_save(tmp_path, {**base, "state_dict": wrong}))
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(WeightsError, match="junk.pth: not a readable PyTorch checkpoint"):
+        W.load_model(path)
+    with pytest.raises(WeightsError, match="neither a ras2s checkpoint"):
+        W.load_model(_save(tmp_path, {"something": torch.zeros(1)}))
+
+
+def test_unknown_name_or_missing_path():
+    with pytest.raises(WeightsError, match="no such file, and not a known name"):
+        W.load_model("no-such-weights")
+
+
+def test_official_from_environment_is_sha256_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv(W.OFFICIAL_ENV, str(need(OFFICIAL)))
+    assert W.resolve("official") == OFFICIAL
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(OFFICIAL.read_bytes()[:-10] + b"0123456789")
+    monkeypatch.setenv(W.OFFICIAL_ENV, str(corrupt))
+    with pytest.raises(WeightsError, match="does not match the sha256"):
+        W.resolve("official")
+
+
+def test_official_missing_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.delenv(W.OFFICIAL_ENV, raising=False)
+    monkeypatch.setenv("RAS2S_CACHE", str(tmp_path))
+    with pytest.raises(WeightsError, match="ras2s weights download official"):
+        W.resolve("official")
+
+
+def test_official_from_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv(W.OFFICIAL_ENV, raising=False)
+    monkeypatch.setenv("RAS2S_CACHE", str(tmp_path))
+    (tmp_path / "s2s_official.pth").write_bytes(need(OFFICIAL).read_bytes())
+    assert W.resolve("official") == tmp_path / "s2s_official.pth"
