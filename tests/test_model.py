@@ -118,7 +118,7 @@ def test_select_region_forward_and_surrogate_gradient():
     # Candidates: gradient only on the selected region. Scores: the softmax surrogate,
     # i.e. the gradient of sum_r softmax(scores)_r * <weight, candidates_r>.
     soft_scores = scores.detach().clone().requires_grad_(True)
-    surrogate = (soft_scores.softmax(1).unsqueeze(2) * candidates.detach() * weight.unsqueeze(1))
+    surrogate = soft_scores.softmax(1).unsqueeze(2) * candidates.detach() * weight.unsqueeze(1)
     surrogate.sum().backward()
     assert torch.allclose(scores.grad, soft_scores.grad)
     assert torch.count_nonzero(candidates.grad.abs().sum(2)) == 16

@@ -118,7 +118,9 @@ def download(name: str = "official", *, force: bool = False) -> Path:
         _verified(Path(tmp), spec, f"downloaded from {spec.url}")
         os.replace(tmp, target)
     except OSError as err:
-        raise WeightsError(f"could not download the {name!r} weights from {spec.url}: {err}")
+        raise WeightsError(
+            f"could not download the {name!r} weights from {spec.url}: {err}"
+        ) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -180,8 +182,6 @@ def resolve(weights: str | os.PathLike, *, download_missing: bool = False) -> Pa
 
 # ---------------------------------------------------------------------------------------
 # The authors' checkpoint layout -> ours
-
-
 
 
 def _official_key_map(config: RAS2SConfig) -> dict[str, tuple[list[str], Callable]]:
@@ -289,8 +289,7 @@ def convert_official(
             want = _official_shape(key, config)
             if want is not None and tuple(state[key].shape) != want:
                 raise WeightsError(
-                    f"{origin}: key {key!r} has shape {tuple(state[key].shape)}, "
-                    f"expected {want}"
+                    f"{origin}: key {key!r} has shape {tuple(state[key].shape)}, expected {want}"
                 )
             unused.discard(key)
         tensor = combine([state[k] for k in theirs])

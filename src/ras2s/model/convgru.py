@@ -1,11 +1,11 @@
-"""The convolutional GRU cell of the paper (supplementary eq. 1-4).
+r"""The convolutional GRU cell of the paper (supplementary eq. 1-4).
 
 .. math::
-    z_t = \\sigma(W_z * x_t + U_z * h_{t-1} + b_z), \\quad
-    r_t = \\sigma(W_r * x_t + U_r * h_{t-1} + b_r)
+    z_t = \sigma(W_z * x_t + U_z * h_{t-1} + b_z), \quad
+    r_t = \sigma(W_r * x_t + U_r * h_{t-1} + b_r)
 
-    \\tilde h_t = \\tanh(W_h * x_t + U_h * (r_t \\odot h_{t-1}) + b_h), \\quad
-    h_t = (1 - z_t) \\odot h_{t-1} + z_t \\odot \\tilde h_t
+    \tilde h_t = \tanh(W_h * x_t + U_h * (r_t \odot h_{t-1}) + b_h), \quad
+    h_t = (1 - z_t) \odot h_{t-1} + z_t \odot \tilde h_t
 
 ``W * x + U * h`` is one 3x3 convolution over the concatenation ``[h, x]``. The update
 and reset gates share their input, so they are computed by one convolution with

@@ -1,0 +1,260 @@
+"""Denoise whole cubes of any size: normalise, tile, run the network, blend, map back.
+
+:func:`denoise` is the one entry point. Memory is bounded by ``max_memory``: the input
+cube, the output and the network's working memory for one tile together are kept under
+it (plus PyTorch's own runtime, about 0.3 GiB), by choosing the tile size.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .tiling import run_tiled, tile_for_budget
+
+GiB = 1 << 30
+DEFAULT_MAX_MEMORY = 2 * GiB
+DEFAULT_OVERLAP = 32
+NAN_POLICIES = ("error", "fill")
+
+# Network working memory, in bytes, of one tile: PER_PIXEL_BAND * bands * pixels +
+# PER_PIXEL * pixels (float32). Measured as peak RSS growth of RAS2S(C=14) under
+# torch.inference_mode on CPU (benchmarks/memory_calibration.py): 287-415 B per
+# pixel-band measured for 31-191 bands; this fit over-estimates every measured case.
+PER_PIXEL_BAND_BYTES = 340
+PER_PIXEL_BYTES = 4500
+
+
+def network_bytes(bands: int, pixels: int, channels: int = 14) -> int:
+    """Estimated working memory (bytes) of RAS2S on one ``(bands, pixels)`` tile."""
+    scale = channels / 14
+    return int(scale * pixels * (PER_PIXEL_BAND_BYTES * bands + PER_PIXEL_BYTES))
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as torch understands it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was requested but no CUDA device is available")
+    return device
+
+
+def _as_bands_first(cube: np.ndarray, layout: str) -> np.ndarray:
+    layout = layout.upper()
+    if layout == "BHW":
+        return cube
+    if layout == "HWB":
+        return cube.transpose(2, 0, 1)
+    raise InputError(f"layout must be 'BHW' or 'HWB', got {layout!r}")
+
+
+def _check_cube(cube: np.ndarray) -> None:
+    if cube.ndim != 3:
+        raise InputError(f"a cube must be 3-D (bands, H, W); got shape {cube.shape}")
+    if 0 in cube.shape:
+        raise InputError(f"the cube is empty: shape {cube.shape}")
+    if not (np.issubdtype(cube.dtype, np.floating) or np.issubdtype(cube.dtype, np.integer)):
+        raise InputError(f"the cube must hold real numbers; got dtype {cube.dtype}")
+
+
+def _finite_range(cube: np.ndarray, nan_policy: str) -> tuple[float, float, np.ndarray | None]:
+    """Global (min, max) in float64, and per-band fill values.
+
+    Fill values are returned only when non-finite values are present and
+    ``nan_policy="fill"``.
+    """
+    if nan_policy not in NAN_POLICIES:
+        raise InputError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    if not np.issubdtype(cube.dtype, np.floating):
+        return float(cube.min()), float(cube.max()), None
+    finite = np.isfinite(cube)
+    n_bad = int(finite.size - np.count_nonzero(finite))
+    if n_bad == 0:
+        return float(cube.min()), float(cube.max()), None
+    if nan_policy == "error":
+        raise InputError(
+            f"the cube {cube.shape} holds {n_bad} NaN or Inf values; pass "
+            "nan_policy='fill' (CLI: --nan-policy fill) to replace them by their band's mean"
+        )
+    if not finite.any():
+        raise InputError(f"the cube {cube.shape} holds no finite value")
+    fills = np.array(
+        [
+            band[ok].mean(dtype=np.float64) if ok.any() else np.nan
+            for band, ok in zip(cube, finite, strict=True)
+        ]
+    )
+    fills = np.where(np.isfinite(fills), fills, np.nanmean(fills))
+    lo = float(min(np.min(cube, where=finite, initial=np.inf), fills.min()))
+    hi = float(max(np.max(cube, where=finite, initial=-np.inf), fills.max()))
+    warnings.warn(
+        f"{n_bad} NaN/Inf values replaced by their band's mean before denoising", stacklevel=3
+    )
+    return lo, hi, fills
+
+
+def _normaliser(
+    lo: float, hi: float, fills: np.ndarray | None
+) -> Callable[[np.ndarray], np.ndarray]:
+    scale = 1.0 / (hi - lo)
+
+    def normalise(tile: np.ndarray) -> np.ndarray:
+        out = (tile.astype(np.float64) - lo) * scale
+        if fills is not None:
+            bad = ~np.isfinite(out)
+            if bad.any():
+                out[bad] = ((fills - lo) * scale)[np.nonzero(bad)[0]]
+        return out.astype(np.float32)
+
+    return normalise
+
+
+def _map_back(out: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
+    """Undo the min-max normalisation in place and cast to ``dtype``.
+
+    Integers are rounded and clipped to the dtype's range.
+    """
+    out *= np.float32(hi - lo)
+    out += np.float32(lo)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        np.rint(out, out=out)
+        np.clip(out, info.min, info.max, out=out)
+        return out.astype(dtype)
+    return out.astype(dtype, copy=False)
+
+
+def choose_tile(
+    bands: int,
+    height: int,
+    width: int,
+    *,
+    max_memory: int,
+    fixed_bytes: int,
+    channels: int = 14,
+) -> int:
+    """Largest square tile side whose network memory fits ``max_memory - fixed_bytes``.
+
+    Returns ``max(height, width)`` (one tile, the whole image) when the whole image fits.
+    """
+    if network_bytes(bands, height * width, channels) + fixed_bytes <= max_memory:
+        return max(height, width)
+    per_pixel_band = network_bytes(bands, 1, channels) / bands
+    return tile_for_budget(bands, per_pixel_band, max_memory, fixed_bytes=fixed_bytes)
+
+
+def denoise(
+    cube: np.ndarray | torch.Tensor,
+    weights: str | os.PathLike = "default",
+    *,
+    layout: str = "BHW",
+    tile: int | None = None,
+    overlap: int | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    device: str | torch.device = "cpu",
+    progress: bool | dict[str, Any] = False,
+    nan_policy: str = "error",
+    model: torch.nn.Module | None = None,
+) -> np.ndarray | torch.Tensor:
+    """Denoise a hyperspectral cube with RAS2S.
+
+    Parameters
+    ----------
+    cube:
+        3-D array, ``(bands, H, W)`` for ``layout="BHW"`` or ``(H, W, bands)`` for
+        ``"HWB"``; any real dtype and value range. Not modified.
+    weights:
+        ``"default"``, ``"official"`` or a checkpoint path (ignored when ``model`` is given).
+    layout:
+        ``"BHW"`` (bands first) or ``"HWB"`` (bands last).
+    tile, overlap:
+        Tile side and overlap in pixels. ``tile=None`` derives the largest tile that fits
+        ``max_memory`` (the whole image when it fits, which is exact); ``overlap=None``
+        uses 32 pixels (less for tiny tiles).
+    max_memory:
+        Bytes for the input, the output and the network's working memory of one tile
+        together (default 2 GiB).
+    device:
+        ``"cpu"``, ``"cuda"``, ``"auto"`` or a torch device.
+    progress:
+        Show a progress bar over tiles (a dict is passed to tqdm).
+    nan_policy:
+        ``"error"`` (default) rejects NaN/Inf; ``"fill"`` replaces them by their band's
+        mean before denoising (the output holds the denoised values there).
+    model:
+        A loaded network (from :func:`ras2s.load_model`) to reuse across calls.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        Same type, shape, layout and dtype as ``cube``. The cube is min-max normalised to
+        [0, 1] over all its values, denoised, and mapped back to its range; integer
+        outputs are rounded and clipped to the dtype. A constant cube is returned
+        unchanged (with a warning).
+
+    Examples
+    --------
+    >>> import numpy as np, ras2s
+    >>> noisy = np.random.default_rng(0).random((31, 64, 64), dtype=np.float32)
+    >>> clean = ras2s.denoise(noisy, weights="official")  # doctest: +SKIP
+    """
+    as_torch = isinstance(cube, torch.Tensor)
+    array = cube.detach().cpu().numpy() if as_torch else np.asarray(cube)
+    _check_cube(array)
+    data = _as_bands_first(array, layout)
+    bands, height, width = data.shape
+
+    lo, hi, fills = _finite_range(data, nan_policy)
+    if hi == lo:
+        warnings.warn(
+            f"the cube {array.shape} is constant ({lo}); returned unchanged", stacklevel=2
+        )
+        result = array.copy()
+        return torch.from_numpy(result) if as_torch else result
+
+    torch_device = resolve_device(device)
+    if model is None:
+        from .weights import load_model
+
+        model = load_model(weights, torch_device)
+    else:
+        model = model.to(torch_device).eval()
+    channels = getattr(getattr(model, "config", None), "channels", 14)
+
+    out_bytes = bands * height * width * 4
+    fixed = data.nbytes + out_bytes + height * width * 4
+    if tile is None:
+        tile = choose_tile(
+            bands, height, width, max_memory=max_memory, fixed_bytes=fixed, channels=channels
+        )
+    if overlap is None:
+        overlap = min(DEFAULT_OVERLAP, max(0, tile // 4))
+    overlap = min(overlap, max(0, min(tile, height, width) - 1))
+
+    def run_network(tile_cube: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(tile_cube).to(torch_device).unsqueeze(0)
+            return model(x)[0].float().cpu().numpy()
+
+    if isinstance(progress, bool):
+        progress = {"desc": "denoise", "unit": "tile", "leave": False} if progress else False
+    out = run_tiled(
+        data,
+        run_network,
+        tile=tile,
+        overlap=overlap,
+        transform=_normaliser(lo, hi, fills),
+        progress=progress,
+    )
+    result = _map_back(out, lo, hi, array.dtype)
+    if layout.upper() == "HWB":
+        result = np.ascontiguousarray(result.transpose(1, 2, 0))
+    return torch.from_numpy(result) if as_torch else result

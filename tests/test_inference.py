@@ -1,0 +1,132 @@
+"""denoise(): normalisation, layouts, dtypes, tiling, memory budget, NaN policy."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from ras2s.errors import InputError
+from ras2s.inference import choose_tile, denoise, network_bytes
+
+
+def _cube(rng, shape=(6, 40, 48), lo=100.0, hi=900.0):
+    return (lo + (hi - lo) * rng.random(shape)).astype(np.float32)
+
+
+def test_same_shape_dtype_and_input_untouched(rng, tiny_model):
+    cube = _cube(rng)
+    before = cube.copy()
+    out = denoise(cube, model=tiny_model)
+    assert out.shape == cube.shape and out.dtype == cube.dtype
+    assert np.array_equal(cube, before)
+
+
+def test_whole_image_equals_the_network_on_the_normalised_cube(rng, tiny_model):
+    cube = _cube(rng)
+    lo, hi = cube.min(), cube.max()
+    with torch.inference_mode():
+        expected = tiny_model(torch.from_numpy((cube - lo) / (hi - lo))[None])[0].numpy()
+    expected = expected * (hi - lo) + lo
+    out = denoise(cube, model=tiny_model)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_hwb_layout_round_trips(rng, tiny_model):
+    cube = _cube(rng)
+    out_bhw = denoise(cube, model=tiny_model)
+    out_hwb = denoise(np.ascontiguousarray(cube.transpose(1, 2, 0)), model=tiny_model, layout="HWB")
+    assert out_hwb.shape == (40, 48, 6)
+    np.testing.assert_allclose(out_hwb.transpose(2, 0, 1), out_bhw, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float64])
+def test_dtypes_are_kept_and_integers_clipped(rng, tiny_model, dtype):
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        cube = rng.integers(info.min, info.max, size=(5, 24, 24), endpoint=True).astype(dtype)
+    else:
+        cube = rng.random((5, 24, 24)).astype(dtype)
+    out = denoise(cube, model=tiny_model)
+    assert out.dtype == dtype
+    if np.issubdtype(dtype, np.integer):
+        assert out.min() >= np.iinfo(dtype).min and out.max() <= np.iinfo(dtype).max
+
+
+def test_torch_input_gives_torch_output(rng, tiny_model):
+    cube = torch.from_numpy(_cube(rng))
+    out = denoise(cube, model=tiny_model)
+    assert isinstance(out, torch.Tensor) and out.shape == cube.shape
+
+
+def test_constant_cube_is_returned_unchanged_with_a_warning(tiny_model):
+    cube = np.full((4, 16, 16), 7.5, dtype=np.float32)
+    with pytest.warns(UserWarning, match="constant"):
+        out = denoise(cube, model=tiny_model)
+    assert np.array_equal(out, cube) and out is not cube
+
+
+def test_nan_is_an_error_by_default_and_filled_on_request(rng, tiny_model):
+    cube = _cube(rng)
+    cube[2, 5, 5] = np.nan
+    cube[3, 0, 0] = np.inf
+    with pytest.raises(InputError, match="2 NaN or Inf values.*nan_policy='fill'"):
+        denoise(cube, model=tiny_model)
+    with pytest.warns(UserWarning, match="2 NaN/Inf values replaced"):
+        out = denoise(cube, model=tiny_model, nan_policy="fill")
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("shape", [(5, 8), (5, 8, 8, 1), (0, 8, 8)])
+def test_bad_shapes(tiny_model, shape):
+    with pytest.raises(InputError, match="3-D|empty"):
+        denoise(np.ones(shape, np.float32), model=tiny_model)
+
+
+def test_bad_layout(rng, tiny_model):
+    with pytest.raises(InputError, match="layout"):
+        denoise(_cube(rng), model=tiny_model, layout="WHB")
+
+
+def _seam_score(out: np.ndarray, whole: np.ndarray) -> float:
+    """Largest extra column-to-column jump of ``out`` over the whole-image output."""
+    extra = np.abs(np.diff(out, axis=2) - np.diff(whole, axis=2)).mean(axis=(0, 1))
+    return float(extra.max() / np.abs(np.diff(whole, axis=2)).mean())
+
+
+def test_tiled_output_is_close_to_whole_and_seam_free(rng, tiny_model):
+    bands, h, w = 6, 96, 96
+    yy, xx = np.mgrid[0:h, 0:w] / 96.0
+    cube = np.stack([np.sin(3 * xx + b) * np.cos(2 * yy) for b in range(bands)]).astype(np.float32)
+    cube += 0.02 * rng.standard_normal(cube.shape).astype(np.float32)
+    whole = denoise(cube, model=tiny_model)
+    blended = denoise(cube, model=tiny_model, tile=40, overlap=16)
+    hard_cuts = denoise(cube, model=tiny_model, tile=40, overlap=0)
+    assert np.abs(blended - whole).mean() < 0.05 * np.abs(whole).mean()
+    # Blending keeps every column step within 5% of the whole-image step; the same tiles
+    # without overlap (hard cuts) do not, which shows the check can fail.
+    assert _seam_score(blended, whole) < 0.05
+    assert _seam_score(hard_cuts, whole) > 2 * _seam_score(blended, whole)
+
+
+def test_memory_budget_picks_a_tile_that_fits():
+    bands, h, w = 31, 2048, 2048
+    fixed = 2 * bands * h * w * 4 + h * w * 4
+    tile = choose_tile(bands, h, w, max_memory=2 << 30, fixed_bytes=fixed)
+    assert 64 <= tile < 2048
+    assert network_bytes(bands, tile * tile) + fixed <= 2 << 30
+    assert choose_tile(31, 64, 64, max_memory=2 << 30, fixed_bytes=0) == 64
+
+
+def test_memory_budget_too_small_warns(rng, tiny_model):
+    with pytest.warns(UserWarning):
+        denoise(_cube(rng, (4, 40, 40)), model=tiny_model, max_memory=1000)
+
+
+def test_progress_bar_runs(rng, tiny_model, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        denoise(_cube(rng), model=tiny_model, tile=24, overlap=8, progress=True)
+    assert "tile" in capsys.readouterr().err
