@@ -1,0 +1,179 @@
+"""The ``ras2s report`` command (registered on the ``ras2s`` group by :mod:`ras2s.cli`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli import handle_errors, key_option, layout_option
+from .errors import InputError, OutputError
+
+__all__ = ["parse_ints", "parse_pixels", "report_command"]
+
+_OUTPUTS = (
+    "report.html",
+    "comparison.png",
+    "error_maps.png",
+    "spectral_difference.png",
+    "per_band_psnr.png",
+)
+
+
+def parse_ints(text: str, count: int, option: str) -> tuple[int, ...]:
+    """``"27,16,6"`` -> ``(27, 16, 6)``, exactly ``count`` integers >= 0."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count or any(v < 0 for v in values):
+        raise click.BadParameter(
+            f"{text!r} is not {count} comma-separated integers >= 0", param_hint=option
+        )
+    return values
+
+
+def parse_pixels(text: str) -> list[tuple[int, int]]:
+    """``"10,20;30,40"`` -> ``[(10, 20), (30, 40)]``."""
+    return [parse_ints(p, 2, "--pixels") for p in text.split(";") if p.strip()]  # type: ignore[misc]
+
+
+def _bands_cb(ctx, param, value):
+    return parse_ints(value, 3, "--bands") if value else None
+
+
+def _inset_cb(ctx, param, value):
+    return parse_ints(value, 3, "--inset") if value else None
+
+
+def _pixels_cb(ctx, param, value):
+    return parse_pixels(value) if value else None
+
+
+def _denoised_cb(ctx, param, value):
+    return _parse_denoised(value)
+
+
+def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise click.BadParameter(f"{item!r} is not NAME=PATH", param_hint="--denoised")
+        if name in out or name in ("clean", "noisy"):
+            raise click.BadParameter(f"name {name!r} is used twice or reserved",
+                                     param_hint="--denoised")
+        out[name.strip()] = path.strip()
+    return out
+
+
+@click.command("report")
+@click.option("--clean", "clean_path", default=None, help="Reference (clean) cube file.")
+@click.option("--noisy", "noisy_path", default=None, help="Noisy cube file.")
+@click.option(
+    "--denoised",
+    "denoised",
+    multiple=True,
+    metavar="NAME=PATH",
+    callback=_denoised_cb,
+    help="A denoised cube and the name to show (repeat for several methods).",
+)
+@click.option(
+    "--results",
+    "results_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="A 'ras2s evaluate' output folder: its tables go into the report.",
+)
+@click.option("-o", "--output", "out_dir", required=True, help="Output folder (created).")
+@click.option("--bands", default=None, metavar="R,G,B", callback=_bands_cb,
+              help="False-colour band indices (0-based; default 27,16,6 for 31 bands).")
+@click.option("--pixels", default=None, metavar="Y,X;Y,X", callback=_pixels_cb,
+              help="Pixels of the per-band error plot (default: centre and quarter points).")
+@click.option("--inset", default=None, metavar="Y0,X0,SIZE", callback=_inset_cb,
+              help="Square magnified in every panel (default: a fifth of the side).")
+@click.option("--title", default="ras2s denoising report", show_default=True,
+              help="Page title.")
+@key_option
+@layout_option
+@click.option("--force", is_flag=True, help="Overwrite an existing report in the folder.")
+@handle_errors
+def report_command(
+    clean_path,
+    noisy_path,
+    denoised,
+    results_dir,
+    out_dir,
+    bands,
+    pixels,
+    inset,
+    title,
+    key,
+    layout,
+    force,
+) -> None:
+    """Write an HTML report (report.html + PNG figures) comparing denoised cubes.
+
+    All cubes are mapped to [0, 1] with the clean cube's minimum and maximum (one
+    affine map for all, so they stay comparable), so PSNR uses data range 1 as in the
+    paper. --key and --layout apply to every file. Without cubes, --results alone
+    gives a report of an evaluation's tables.
+    """
+    import numpy as np
+
+    from .io import read_cube
+    from .report import build_report
+
+    named, band_idx, pts, box = denoised, bands, pixels, inset
+    if clean_path is None and (noisy_path or named):
+        raise InputError("--noisy/--denoised need --clean (the reference for the metrics)")
+    if clean_path is None and results_dir is None:
+        raise InputError("nothing to report: give --clean (with --noisy/--denoised) "
+                         "and/or --results")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")
+    existing = [n for n in _OUTPUTS if (out / n).exists()]
+    if existing and not force:
+        raise OutputError(f"{out} already holds {', '.join(existing)}; pass --force to "
+                          "overwrite")
+
+    cubes: dict[str, np.ndarray] = {}
+    settings: dict[str, object] = {}
+    clean = noisy = None
+    if clean_path is not None:
+        raw = read_cube(clean_path, key=key, layout=layout).data.astype(np.float64)
+        lo, hi = float(np.min(raw)), float(np.max(raw))
+        scale = hi - lo if hi > lo else 1.0
+
+        def norm(path: str) -> np.ndarray:
+            data = read_cube(path, key=key, layout=layout).data.astype(np.float64)
+            if data.shape != raw.shape:
+                raise InputError(f"{path}: shape {data.shape} (bands, H, W) differs from "
+                                 f"the clean cube's {raw.shape} ({clean_path})")
+            return ((data - lo) / scale).astype(np.float32)
+
+        clean = ((raw - lo) / scale).astype(np.float32)
+        settings.update({"clean": str(clean_path), "normalisation":
+                         f"(x - {lo:g}) / {scale:g}, the clean cube's min-max, for all"})
+        if noisy_path is not None:
+            noisy = norm(noisy_path)
+            settings["noisy"] = str(noisy_path)
+        for name, path in named.items():
+            cubes[name] = norm(path)
+            settings[f"denoised {name}"] = str(path)
+    if results_dir is not None:
+        settings["results"] = str(results_dir)
+    target = build_report(
+        out,
+        results_dir=results_dir,
+        clean=clean,
+        noisy=noisy,
+        results=cubes,
+        bands=band_idx,
+        inset=box,
+        pixels=pts,
+        settings=settings,
+        title=title,
+    )
+    click.echo(str(target))
