@@ -235,3 +235,29 @@ def test_interrupted_write_leaves_nothing(runner, tmp_path, cube, tiny_weights, 
 def test_debug_shows_traceback(runner, tmp_path):
     result = runner.invoke(main, ["--debug", "info", str(tmp_path / "missing.mat")])
     assert result.exit_code != 0 and result.exception is not None
+
+
+def test_denoise_with_a_classical_method(runner, tmp_path, cube):
+    write_cube(tmp_path / "s.mat", cube)
+    result = _invoke(runner, "denoise", tmp_path / "s.mat", "--method", "tv", "--sigma", "30", "-q")
+    assert result.exit_code == 0, result.output
+    out = read_cube(tmp_path / "s_denoised.mat").data
+    assert out.shape == cube.shape and np.abs(out - cube).mean() > 0
+
+
+def test_unknown_method(runner, tmp_path, cube):
+    write_cube(tmp_path / "s.mat", cube)
+    _bad(runner, tmp_path, ["denoise", tmp_path / "s.mat", "--method", "magic"], "magic")
+
+
+def test_preview_png(runner, tmp_path, cube, tiny_weights):
+    from PIL import Image
+
+    write_cube(tmp_path / "s.mat", cube)
+    args = ["denoise", tmp_path / "s.mat", "--weights", tiny_weights, "-q"]
+    result = _invoke(runner, *args, "--preview", tmp_path / "p.png")
+    assert result.exit_code == 0, result.output
+    image = np.asarray(Image.open(tmp_path / "p.png"))
+    assert image.ndim == 3 and image.shape[1] > image.shape[0]  # two panels side by side
+    assert image.std() > 0
+    _bad(runner, tmp_path, [*args, "--force", "--preview", tmp_path / "p.txt"], ".png")

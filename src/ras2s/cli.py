@@ -125,6 +125,21 @@ def _output_for(source: Path, output: str | None, many: bool, suffix: str) -> Pa
     return out
 
 
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ras2s-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _check_output(path: Path, force: bool) -> None:
     import os
 
@@ -172,6 +187,25 @@ def _check_output(path: Path, force: bool) -> None:
 @click.option(
     "--suffix", default="_denoised", show_default=True, help="Default output name suffix."
 )
+@click.option(
+    "--method",
+    default="ras2s",
+    show_default=True,
+    help="ras2s, or a classical baseline: bm4d, bm3d, tv, wavelet, hyres (needs ras2s[baselines]).",
+)
+@click.option(
+    "--sigma",
+    type=float,
+    default=None,
+    help="Noise sigma for baselines on the paper's 0-255 scale (30 means 30/255); "
+    "default: estimated per band.",
+)
+@click.option(
+    "--preview",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a before/after false-colour PNG (one input only).",
+)
 @force_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 @handle_errors
@@ -189,6 +223,9 @@ def denoise(
     threads,
     nan_policy,
     suffix,
+    method,
+    sigma,
+    preview,
     force,
     quiet,
 ) -> None:
@@ -202,10 +239,11 @@ def denoise(
     from tqdm import tqdm
 
     from .inference import denoise as run_denoise
-    from .inference import resolve_device
+    from .inference import denoise_classical, resolve_device, return_freed_memory_to_the_system
     from .io import read_cube, write_cube
     from .weights import load_model
 
+    return_freed_memory_to_the_system()
     if threads is not None:
         if threads < 1:
             raise InputError(f"--threads must be >= 1, got {threads}")
@@ -217,9 +255,24 @@ def denoise(
     targets = [_output_for(src, output, many, suffix) for src in sources]
     for target in targets:  # refuse before any work
         _check_output(target, force)
+    if preview is not None:
+        if many:
+            raise OutputError("--preview needs a single input")
+        if not preview.lower().endswith(".png"):
+            raise OutputError(f"{preview}: --preview writes a PNG; give a .png name")
+        _check_output(Path(preview), force)
 
     torch_device = resolve_device(device)
-    model = load_model(weights, torch_device, download=download)
+    if method == "ras2s":
+        model = load_model(weights, torch_device, download=download)
+    else:
+        from .baselines import available
+
+        reason = available().get(
+            method, f"unknown method {method!r}; known: ras2s, " + ", ".join(available())
+        )
+        if reason is not None:
+            raise InputError(reason)
     show = not quiet and sys.stderr.isatty()
     failures = 0
     bar = tqdm(total=len(sources), desc="files", unit="file", disable=not (show and many))
@@ -228,19 +281,33 @@ def denoise(
             cube = read_cube(source, key=key, layout=layout)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = run_denoise(
-                    cube.data,
-                    model=model,
-                    tile=tile,
-                    overlap=overlap,
-                    max_memory=max_memory,
-                    device=torch_device,
-                    progress=show,
-                    nan_policy=nan_policy,
-                )
+                if method == "ras2s":
+                    result = run_denoise(
+                        cube.data,
+                        model=model,
+                        tile=tile,
+                        overlap=overlap,
+                        max_memory=max_memory,
+                        device=torch_device,
+                        progress=show,
+                        nan_policy=nan_policy,
+                    )
+                else:
+                    result = denoise_classical(
+                        cube.data,
+                        method,
+                        nan_policy=nan_policy,
+                        sigma=None if sigma is None else sigma / 255,
+                    )
             for warning in caught:
                 click.echo(f"ras2s: warning: {source}: {warning.message}", err=True)
             write_cube(target, result, like=cube, force=force)
+            if preview is not None:
+                from .report import write_preview
+
+                _write_atomically(
+                    Path(preview), functools.partial(write_preview, cube.data, result)
+                )
             if not quiet:
                 click.echo(f"{source} -> {target}", err=True)
         except Ras2sError as err:
@@ -338,6 +405,15 @@ def weights_download(name, force) -> None:
 
     click.echo(str(download(name, force=force)))
 
+
+def _register_subcommands() -> None:
+    """Add the commands that live in their own modules (they import helpers from here)."""
+    from .report_cli import report_command
+
+    main.add_command(report_command, "report")
+
+
+_register_subcommands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -87,7 +87,8 @@ class Decoder(nn.Module):
     """Decode the per-band encoder states into the denoised cube.
 
     Shape:
-        ``noisy``: ``(N, bands, H, W)``; ``encoded``: ``bands`` states ``(N, C, H, W)``;
+        ``noisy``: ``(N, bands, H, W)``; ``encoded``: ``bands`` states ``(N, C, H, W)``
+        (consumed: entries are set to ``None`` once no longer needed);
         output ``(N, bands, H, W)``.
     """
 
@@ -103,17 +104,20 @@ class Decoder(nn.Module):
         self.embed_output = BandEmbedding(channels)
         self.head = OutputHead(channels)
 
-    def forward(self, noisy: torch.Tensor, encoded: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, noisy: torch.Tensor, encoded: list[torch.Tensor | None]) -> torch.Tensor:
         bands = noisy.shape[1]
-        contexts: list[torch.Tensor] = [noisy.new_empty(0)] * bands
-        descending: list[torch.Tensor] = [noisy.new_empty(0)] * bands
+        contexts: list[torch.Tensor | None] = [None] * bands
+        descending: list[torch.Tensor | None] = [None] * bands
         state = encoded[bands - 1]
         for i in range(bands - 1, -1, -1):
-            window = torch.stack(encoded[attention_window(i, bands, self.reach)], dim=1)
-            context = self.attend(state, window)
+            window = attention_window(i, bands, self.reach)
+            context = self.attend(state, torch.stack(encoded[window], dim=1))
             state = self.compensate(context, state)
             state = self.descending(state, context)
             contexts[i], descending[i] = context, state
+            if i > 0:  # the windows only move down: drop states above the next one
+                for j in range(attention_window(i - 1, bands, self.reach).stop, window.stop):
+                    encoded[j] = None
 
         output: list[torch.Tensor] = []
         feedback = contexts[0]
@@ -121,6 +125,7 @@ class Decoder(nn.Module):
         for i in range(bands):
             merged = F.leaky_relu(self.merge_feedback(torch.cat([feedback, contexts[i]], 1)), 0.1)
             state = self.ascending(state, merged, descending[i])
+            contexts[i] = descending[i] = None
             band = self.head(state) + noisy[:, i : i + 1]
             output.append(band)
             feedback = self.embed_output(band)

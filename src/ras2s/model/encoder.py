@@ -24,47 +24,55 @@ class Encoder(nn.Module):
     """Encode a noisy cube into one ``(N, C, H, W)`` state per band.
 
     Shape:
-        input ``(N, bands, H, W)``; output: a list of ``bands`` states ``(N, C, H, W)``.
+        input ``(N, bands, H, W)``; output: a list of ``bands`` states ``(N, C, H, W)``
+        (the decoder consumes the list, dropping entries it no longer needs).
     """
 
-    def __init__(self, channels: int, regions: int, region_chunk: int = 8) -> None:
+    def __init__(self, channels: int, regions: int, chunk: int = 8) -> None:
         super().__init__()
         self.channels = channels
-        self.region_chunk = region_chunk
+        self.chunk = max(1, chunk)
         self.embed = BandEmbedding(channels)
         self.compensate = HighFrequencyCompensation(channels)
         self.descending = ConvGRUCell(channels)
         self.ascending = FusedConvGRUCell(channels)
         self.regions = RegionLearning(channels, regions)
 
-    def embed_bands(self, cube: torch.Tensor) -> torch.Tensor:
-        """Embed every band at once: ``(N, bands, H, W) -> (bands, N, C, H, W)``."""
-        n, bands, h, w = cube.shape
-        flat = cube.transpose(0, 1).reshape(bands * n, 1, h, w)
-        return self.embed(flat).reshape(bands, n, self.channels, h, w)
+    def embed_bands(self, cube: torch.Tensor) -> list[torch.Tensor | None]:
+        """Embed every band, ``chunk`` bands per convolution call.
 
-    def forward(self, cube: torch.Tensor) -> list[torch.Tensor]:
+        ``(N, bands, H, W)`` -> a list of ``bands`` tensors ``(N, C, H, W)``.
+        """
+        n, bands, h, w = cube.shape
+        features: list[torch.Tensor | None] = []
+        for start in range(0, bands, self.chunk):
+            stop = min(bands, start + self.chunk)
+            flat = cube[:, start:stop].transpose(0, 1).reshape((stop - start) * n, 1, h, w)
+            features.extend(self.embed(flat).split(n))
+        return features
+
+    def forward(self, cube: torch.Tensor) -> list[torch.Tensor | None]:
         n, bands, h, w = cube.shape
         features = self.embed_bands(cube)
 
-        descending: list[torch.Tensor] = [cube.new_empty(0)] * bands
+        descending: list[torch.Tensor | None] = [None] * bands
         state = cube.new_zeros(n, self.channels, h, w)
         for i in range(bands - 1, -1, -1):
             state = self.compensate(features[i], state)
             state = self.descending(state, features[i])
             descending[i] = state
 
-        encoded: list[torch.Tensor] = []
+        # Entries are dropped as soon as they are used, so that peak memory holds about
+        # two states per band instead of three.
+        encoded: list[torch.Tensor | None] = []
         state = descending[0]
         for i in range(bands):
             state = self.ascending(state, features[i], descending[i])
+            features[i] = descending[i] = None
             encoded.append(state)
-        del features, descending
 
-        # Region learning is independent per band: run it on chunks of bands at once,
-        # replacing list entries so that at most one chunk is held twice.
-        step = max(1, self.region_chunk)
-        for start in range(0, bands, step):
-            chunk = self.regions(torch.cat(encoded[start : start + step]))
-            encoded[start : start + step] = list(chunk.split(n))
+        # Region learning is independent per band: run it on chunks of bands at once.
+        for start in range(0, bands, self.chunk):
+            chunk = self.regions(torch.cat(encoded[start : start + self.chunk]))
+            encoded[start : start + self.chunk] = list(chunk.split(n))
         return encoded
