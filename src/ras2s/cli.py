@@ -408,8 +408,11 @@ def weights_download(name, force) -> None:
 
 def _register_subcommands() -> None:
     """Add the commands that live in their own modules (they import helpers from here)."""
+    from .evaluate_cli import evaluate_command, noise_command
     from .report_cli import report_command
 
+    main.add_command(noise_command, "noise")
+    main.add_command(evaluate_command, "evaluate")
     main.add_command(report_command, "report")
 
 

@@ -25,10 +25,11 @@ NAN_POLICIES = ("error", "fill")
 
 # Network working memory, in bytes, of one tile: PER_PIXEL_BAND * bands * pixels +
 # PER_PIXEL * pixels (float32). Measured as peak RSS growth of RAS2S(C=14) under
-# torch.inference_mode on CPU (benchmarks/memory_calibration.py): 287-415 B per
-# pixel-band measured for 31-191 bands; this fit over-estimates every measured case.
-PER_PIXEL_BAND_BYTES = 340
-PER_PIXEL_BYTES = 4500
+# torch.inference_mode on CPU with return_freed_memory_to_the_system() in effect
+# (benchmarks/memory_calibration.py: 6152 B/px at 8 bands, 7444-8636 at 31, 9710 at 62,
+# 25476 at 191); this fit over-estimates every measured case.
+PER_PIXEL_BAND_BYTES = 160
+PER_PIXEL_BYTES = 5200
 
 
 def return_freed_memory_to_the_system() -> bool:

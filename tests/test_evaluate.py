@@ -1,0 +1,474 @@
+"""`ras2s noise`, `ras2s evaluate` and ras2s.evaluate: outputs, resume, failures, seeds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import ras2s.evaluate as ev
+from ras2s.errors import InputError
+from ras2s.evaluate import (
+    CROP_PRESETS,
+    CSV_COLUMNS,
+    center_crop,
+    evaluate,
+    noise_seed,
+    parse_bands,
+    parse_crop,
+    render_table,
+)
+from ras2s.evaluate_cli import evaluate_command, noise_command, parse_param
+from ras2s.io import read_cube, write_cube
+from ras2s.noise import add_noise
+
+from .conftest import DATA, OFFICIAL, need
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The machine is shared: one torch thread is faster and kinder here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def cubes(tmp_path, rng):
+    """Two tiny clean cubes on disk (one float, one uint16) and their folder."""
+    folder = tmp_path / "cubes"
+    folder.mkdir()
+    write_cube(folder / "alpha.npy", (rng.random((6, 20, 20)) * 50 + 10).astype(np.float32))
+    write_cube(folder / "beta.mat", rng.integers(100, 4000, (6, 24, 18), dtype=np.uint16))
+    return folder
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _run(cubes, out, tiny_weights, **kwargs):
+    options = dict(
+        cases=["noniid", "iid30"],
+        methods=["ras2s"],
+        weights=tiny_weights,
+        out_dir=out,
+        progress=False,
+    )
+    options.update(kwargs)
+    return evaluate([cubes], **options)
+
+
+# ------------------------------------------------------------------------ ras2s noise
+def test_noise_cli_writes_cube_and_sidecar(runner, tmp_path, rng):
+    clean = (rng.random((5, 16, 18)) * 1000 + 200).astype(np.float32)
+    write_cube(tmp_path / "clean.npy", clean, layout="BHW")
+    out = tmp_path / "noisy.npy"
+    args = ["--case", "mixture", "--seed", "3", "--layout", "BHW", "-o", str(out)]
+    result = runner.invoke(noise_command, [str(tmp_path / "clean.npy"), *args])
+    assert result.exit_code == 0, result.output
+    noisy = read_cube(out, layout="BHW").data
+    assert noisy.dtype == np.float32 and noisy.shape == clean.shape
+    assert -1.5 < noisy.min() < 0.5 and 0.5 < noisy.max() < 2.5  # the [0, 1] domain
+    meta = json.loads((tmp_path / "noisy.npy.json").read_text())
+    assert meta["case"] == "mixture" and meta["seed"] == 3
+    drawn = meta["parameters"]
+    assert len(drawn["sigma_per_band"]) == 5
+    assert {"stripe", "deadline", "impulse"} <= set(drawn)
+    assert meta["normalisation"]["lo"] == pytest.approx(float(clean.min()))
+    assert meta["normalisation"]["hi"] == pytest.approx(float(clean.max()))
+    assert len(meta["input"]["sha256"]) == 64 and meta["ras2s_version"]
+    # the sidecar's parameters reproduce the file through the API
+    lo, hi = meta["normalisation"]["lo"], meta["normalisation"]["hi"]
+    clean01 = ((clean.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
+    assert np.array_equal(add_noise(clean01, meta["case"], rng=meta["seed"]), noisy)
+
+
+def test_noise_cli_same_seed_same_file(runner, tmp_path, rng):
+    write_cube(tmp_path / "c.npy", rng.random((4, 12, 12)).astype(np.float32), layout="BHW")
+    outs = []
+    for name, seed in (("a.npy", 7), ("b.npy", 7), ("c7.npy", 8)):
+        args = [str(tmp_path / "c.npy"), "-o", str(tmp_path / name), "--seed", str(seed)]
+        result = runner.invoke(noise_command, [*args, "--case", "stripe", "--layout", "BHW"])
+        assert result.exit_code == 0, result.output
+        outs.append(tmp_path / name)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    assert outs[0].read_bytes() != outs[2].read_bytes()
+    side_a = json.loads((tmp_path / "a.npy.json").read_text())
+    side_b = json.loads((tmp_path / "b.npy.json").read_text())
+    side_a.pop("output"), side_b.pop("output")
+    assert side_a == side_b
+
+
+def test_noise_cli_params_keep_range_and_force(runner, tmp_path, rng):
+    clean = rng.integers(0, 60000, (3, 10, 10), dtype=np.uint16)
+    write_cube(tmp_path / "c.mat", clean)
+    out = tmp_path / "n.mat"
+    base = [str(tmp_path / "c.mat"), "-o", str(out), "--case", "poisson", "--param", "peak=5"]
+    result = runner.invoke(noise_command, [*base, "--keep-range"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "n.mat.json").read_text())
+    assert meta["parameters"]["peak"] == 5 and meta["overrides"] == {"peak": 5}
+    assert meta["domain"].startswith("input range")
+    noisy = read_cube(out).data
+    assert noisy.dtype == np.float32 and noisy.max() > 100  # back in the input's range
+    again = runner.invoke(noise_command, base)
+    assert again.exit_code == 2 and "already exists" in again.output
+    bad = runner.invoke(noise_command, [*base, "--force", "--param", "sigma=0.1"])
+    assert bad.exit_code == 2 and "takes no parameter sigma" in bad.output
+
+
+def test_noise_cli_help_names_the_0_255_scale(runner):
+    result = runner.invoke(noise_command, ["--help"])
+    assert "30/255" in result.output and "0-255" in result.output
+
+
+def test_parse_param():
+    assert parse_param("peak=5") == ("peak", 5)
+    assert parse_param("sigmas=[0.1, 0.2]") == ("sigmas", [0.1, 0.2])
+    with pytest.raises(Exception, match="name=value"):
+        parse_param("peak")
+
+
+# --------------------------------------------------------------------- evaluate outputs
+def test_evaluate_writes_three_outputs(tmp_path, cubes, tiny_weights):
+    res = _run(cubes, tmp_path / "out", tiny_weights)
+    rows = _rows(res.csv_path)
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 2 * 2 * 2  # images x cases x (noisy + ras2s)
+    assert {(r["image"], r["case"], r["method"]) for r in rows} == {
+        (i, c, m)
+        for i in ("alpha", "beta")
+        for c in ("noniid", "iid30")
+        for m in ("noisy", "ras2s")
+    }
+    assert [r["method"] for r in rows[:2]] == ["noisy", "ras2s"]  # noisy first
+    for row in rows:
+        assert all(math.isfinite(float(row[k])) for k in CSV_COLUMNS[3:])
+        assert float(row["seconds"]) == 0 if row["method"] == "noisy" else float(row["seconds"]) > 0
+    data = json.loads(res.json_path.read_text())
+    assert data["weights"]["sha256"] and data["weights"]["parameters"] > 0
+    assert data["weights"]["card"]["purpose"] == "tests"
+    assert data["settings"]["seed"] == 0 and "sha256" in data["settings"]["seed_derivation"]
+    assert set(data["metric_conventions"]) >= {"psnr", "ssim_paper", "ssim_gaussian", "sam"}
+    assert data["versions"]["torch"] == torch.__version__ and data["finished"]
+    beta = read_cube(cubes / "beta.mat").data
+    assert data["images"]["beta"]["normalisation"] == {
+        "lo": float(beta.min()),
+        "hi": float(beta.max()),
+    }
+    params = data["noise"]["alpha"]["noniid"]
+    assert params["seed"] == noise_seed(0, "alpha", "noniid") and len(params["sigma_per_band"]) == 6
+    assert data["failures"] == [] and len(data["rows"]) == 8
+    table = res.table_path.read_text()
+    assert "SSIM convention: `paper`" in table
+    assert "| Noisy |" in table and "| ras2s |" in table and "noniid PSNR↑" in table
+    assert res.means[("iid30", "noisy")]["n"] == 2
+
+
+def test_evaluate_gaussian50_and_case_validation(tmp_path, cubes, tiny_weights):
+    res = _run(cubes, tmp_path / "g", tiny_weights, cases=["gaussian50"], methods=[])
+    assert {r["case"] for r in res.rows} == {"gaussian50"}
+    psnr = np.mean([r["psnr"] for r in res.rows])
+    assert psnr == pytest.approx(20 * math.log10(255 / 50), abs=0.3)
+    with pytest.raises(InputError, match="unknown noise case 'gauss'"):
+        _run(cubes, tmp_path / "x", tiny_weights, cases=["gauss"])
+
+
+def test_unknown_method_lists_available(tmp_path, cubes, tiny_weights, monkeypatch):
+    fake = types.ModuleType("ras2s.baselines")
+    fake.METHODS = {"tv": lambda x, *, sigma: x}
+    monkeypatch.setitem(sys.modules, "ras2s.baselines", fake)
+    with pytest.raises(InputError, match=r"unknown method\(s\) bm9d; available: ras2s.*tv"):
+        _run(cubes, tmp_path / "x", tiny_weights, methods=["ras2s", "bm9d"])
+
+
+def test_baselines_get_sigma_for_iid_only(tmp_path, cubes, tiny_weights, monkeypatch):
+    seen = []
+
+    def smooth(noisy01, *, sigma):
+        seen.append(sigma)
+        return noisy01 * 0.5 + 0.25
+
+    fake = types.ModuleType("ras2s.baselines")
+    fake.METHODS = {"smooth": smooth}
+    monkeypatch.setitem(sys.modules, "ras2s.baselines", fake)
+    res = _run(cubes, tmp_path / "b", tiny_weights, methods=["smooth"])
+    assert sorted(seen, key=str) == sorted([None, 30 / 255] * 2, key=str)
+    assert res.provenance["methods"]["smooth"]["kind"].startswith("baseline")
+    assert res.provenance["weights"] is None  # no network needed
+
+
+# ------------------------------------------------------------------------------ resume
+def test_resume_skips_finished_work(tmp_path, cubes, tiny_weights, monkeypatch):
+    calls = []
+    real = ev.run_ras2s
+
+    def counting(noisy01, model, **kwargs):
+        calls.append(noisy01.shape)
+        return real(noisy01, model, **kwargs)
+
+    monkeypatch.setattr(ev, "run_ras2s", counting)
+    out = tmp_path / "out"
+    first = _run(cubes, out, tiny_weights)
+    assert len(calls) == 4
+    _run(cubes, out, tiny_weights)
+    assert len(calls) == 4  # everything was done
+    lines = first.csv_path.read_text().splitlines()
+    dropped = next(i for i, line in enumerate(lines) if line.startswith("beta,iid30,ras2s,"))
+    first.csv_path.write_text("\n".join(lines[:dropped] + lines[dropped + 1 :]) + "\n")
+    again = _run(cubes, out, tiny_weights)
+    assert len(calls) == 5  # only the deleted row was redone
+    rows = _rows(again.csv_path)
+    assert len(rows) == 8 and rows[-1]["image"] == "beta" and rows[-1]["method"] == "ras2s"
+    redone = next(
+        r for r in first.rows if (r["image"], r["case"], r["method"]) == ("beta", "iid30", "ras2s")
+    )
+    assert float(rows[-1]["psnr"]) == pytest.approx(redone["psnr"], abs=1e-8)
+    assert json.loads(again.json_path.read_text())["noise"]["alpha"]["iid30"]  # kept
+    assert len(again.provenance["runs"]) == 3
+    fresh = _run(cubes, out, tiny_weights, resume=False)
+    assert len(calls) == 9 and len(fresh.provenance["runs"]) == 1
+
+
+def test_resume_refuses_other_settings(tmp_path, cubes, tiny_weights):
+    out = tmp_path / "out"
+    _run(cubes, out, tiny_weights, cases=["noniid"])
+    with pytest.raises(InputError, match="seed=0"):
+        _run(cubes, out, tiny_weights, cases=["noniid"], seed=1)
+    with pytest.raises(InputError, match="crop"):
+        _run(cubes, out, tiny_weights, cases=["noniid"], crop=16)
+
+
+# ---------------------------------------------------------------------------- failures
+def test_corrupt_image_is_reported_and_others_continue(tmp_path, cubes, tiny_weights, runner):
+    (cubes / "broken.npy").write_bytes(b"\x93NUMPY garbage")
+    (cubes / "flat.npy").write_bytes(b"")
+    write_cube(cubes / "const.npy", np.ones((4, 16, 16), np.float32))
+    res = _run(cubes, tmp_path / "out", tiny_weights, cases=["noniid"])
+    assert {r["image"] for r in res.rows} == {"alpha", "beta"}
+    failed = {f["image"]: f for f in res.failures}
+    assert set(failed) == {"broken", "flat", "const"}
+    assert failed["const"]["stage"] == "prepare" and "constant" in failed["const"]["error"]
+    assert json.loads(res.json_path.read_text())["failures"] == res.failures
+    assert "Not scored" in res.table and "broken" in res.table
+    result = runner.invoke(
+        evaluate_command,
+        [
+            "--data",
+            str(cubes),
+            "--cases",
+            "noniid",
+            "--weights",
+            str(tiny_weights),
+            "--out",
+            str(tmp_path / "cli"),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "3 failure(s)" in result.output and "broken" in result.output
+    assert len(_rows(tmp_path / "cli" / "per_image.csv")) == 4
+
+
+def test_method_failure_is_recorded(tmp_path, cubes, tiny_weights, monkeypatch):
+    def explode(noisy01, model, **kwargs):
+        if noisy01.shape[2] == 18:  # beta only
+            raise RuntimeError("out of memory")
+        return noisy01
+
+    monkeypatch.setattr(ev, "run_ras2s", explode)
+    res = _run(cubes, tmp_path / "out", tiny_weights, cases=["noniid"])
+    assert [(f["image"], f["method"], f["stage"]) for f in res.failures] == [
+        ("beta", "ras2s", "method")
+    ]
+    assert "RuntimeError: out of memory" in res.failures[0]["error"]
+    assert len(res.rows) == 3
+    ras2s_line = next(line for line in res.table.splitlines() if line.startswith("| ras2s |"))
+    assert ras2s_line.endswith("* |") and "fewer than 2 images" in res.table  # partial mean
+
+
+# ------------------------------------------------------------------------------ table
+def test_table_bolds_the_best():
+    means = {
+        ("mixture", "noisy"): {"psnr": 13.1, "ssim_paper": 0.35, "sam": 0.9, "seconds": 0, "n": 2},
+        ("mixture", "a"): {"psnr": 30.0, "ssim_paper": 0.95, "sam": 0.2, "seconds": 1, "n": 2},
+        ("mixture", "b"): {"psnr": 31.5, "ssim_paper": 0.90, "sam": 0.1, "seconds": 2, "n": 2},
+    }
+    table = render_table(means, ["mixture"], ["noisy", "a", "b"], n_images=2)
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if "|" in line}
+    assert "| **31.50** | 0.9000 | **0.1000** |" in lines["b"]
+    assert "| 30.00 | **0.9500** | 0.2000 |" in lines["a"]
+    assert "**" not in lines["Noisy"]
+    assert table.index("SSIM convention") < table.index("| Methods")
+    means[("mixture", "a")]["psnr"] = 31.499  # a tie as printed: both bold
+    tied = render_table(means, ["mixture"], ["noisy", "a", "b"])
+    assert tied.count("**31.50**") == 2
+
+
+# ------------------------------------------------------------------------------- seeds
+def test_seed_derivation_is_pinned_and_order_free(tmp_path, cubes, tiny_weights):
+    # pinned: sha256("ras2s-evaluate:0:cloth:mixture")[:8] >> 1
+    assert noise_seed(0, "cloth", "mixture") == 7262538090450220455
+    assert noise_seed(0, "cloth", "mixture") != noise_seed(0, "cloth", "stripe")
+    assert noise_seed(0, "cloth", "mixture") != noise_seed(0, "cloth2", "mixture")
+    a = _run(cubes, tmp_path / "a", tiny_weights, methods=[], cases=["stripe", "iid30"])
+    b = evaluate(
+        {"beta": cubes / "beta.mat", "alpha": cubes / "alpha.npy"},
+        ["iid30", "stripe"],
+        [],
+        out_dir=tmp_path / "b",
+        progress=False,
+    )
+    key = lambda r: (r["image"], r["case"])  # noqa: E731
+    assert sorted(map(key, a.rows)) == sorted(map(key, b.rows))
+    for ra, rb in zip(sorted(a.rows, key=key), sorted(b.rows, key=key), strict=True):
+        assert ra["psnr"] == rb["psnr"] and ra["sam"] == rb["sam"]
+    noise_a, noise_b = a.provenance["noise"], b.provenance["noise"]
+    assert noise_a["beta"]["stripe"] == noise_b["beta"]["stripe"]
+
+
+# -------------------------------------------------------------------- crop and bands
+def test_crop_presets_and_parsing():
+    assert CROP_PRESETS == {
+        "icvl": 512,
+        "cave": 512,
+        "kaist": 2048,
+        "pavia": 384,
+        "wdc": 256,
+        "urban": 224,
+        "realhsi": 512,
+    }
+    for name, size in CROP_PRESETS.items():
+        assert parse_crop(name) == (size, size) == parse_crop(name.upper())
+    assert parse_crop(None) is None and parse_crop("none") is None
+    assert parse_crop(64) == (64, 64) and parse_crop("64x48") == (64, 48)
+    assert parse_crop((10, 12)) == (10, 12)
+    with pytest.raises(InputError, match="preset"):
+        parse_crop("icvl2")
+    with pytest.raises(InputError):
+        parse_crop(0)
+
+
+def test_center_crop_geometry():
+    cube = np.arange(2 * 10 * 13).reshape(2, 10, 13)
+    out, box = center_crop(cube, (4, 5))
+    assert box == (3, 4, 4, 5)
+    assert np.array_equal(out, cube[:, 3:7, 4:9])
+    whole, box = center_crop(cube, (64, 6))  # larger than the image: that axis whole
+    assert box == (0, 3, 10, 6) and whole.shape == (2, 10, 6)
+
+
+def test_crop_and_bands_in_evaluate(tmp_path, cubes, tiny_weights):
+    res = _run(
+        cubes, tmp_path / "c", tiny_weights, methods=[], crop=12, bands="1:5", cases=["noniid"]
+    )
+    info = res.provenance["images"]["beta"]
+    assert info["shape"] == [4, 12, 12] and info["bands"] == [1, 2, 3, 4]
+    assert info["crop_box"] == {"top": 6, "left": 3, "height": 12, "width": 12}
+    assert "crop 12x12, bands 1:5" in res.table
+
+
+def test_parse_bands():
+    assert parse_bands(None, 5) is None
+    assert parse_bands("0:31", 40).tolist() == list(range(31))
+    assert parse_bands("::2", 5).tolist() == [0, 2, 4]
+    assert parse_bands([4, 0], 5).tolist() == [4, 0]
+    with pytest.raises(InputError, match="outside"):
+        parse_bands("0,9", 5)
+    with pytest.raises(InputError, match="keeps no band"):
+        parse_bands("7:9", 5)
+    with pytest.raises(InputError, match="slice"):
+        parse_bands("a-b", 5)
+
+
+# ---------------------------------------------------------------------------------- CLI
+def test_evaluate_cli(runner, tmp_path, cubes, tiny_weights):
+    out = tmp_path / "cli"
+    args = [
+        "--data",
+        str(cubes),
+        "--cases",
+        "noniid,iid30",
+        "--methods",
+        "ras2s",
+        "--weights",
+        str(tiny_weights),
+        "--crop",
+        "16",
+        "--out",
+        str(out),
+        "--seed",
+        "5",
+    ]
+    result = runner.invoke(evaluate_command, args)
+    assert result.exit_code == 0, result.output
+    assert "| Noisy |" in result.output  # the table on stdout
+    assert len(_rows(out / "per_image.csv")) == 8
+    settings = json.loads((out / "results.json").read_text())["settings"]
+    assert settings["seed"] == 5 and settings["crop"] == [16, 16]
+    no_data = runner.invoke(evaluate_command, ["--cases", "noniid"])
+    assert no_data.exit_code == 2 and "--data" in no_data.output
+    bad = runner.invoke(evaluate_command, [*args, "--methods", "nope", "--no-resume"])
+    assert bad.exit_code == 2 and "unknown method(s) nope" in bad.output
+
+
+# ----------------------------------------------------------------------------- real data
+@pytest.mark.parametrize(
+    "bands",
+    [
+        pytest.param("0:31", id="first-31-bands"),
+        pytest.param(None, id="all", marks=pytest.mark.slow),
+    ],
+)
+def test_real_data_official_weights(tmp_path, bands):
+    data = need(DATA)
+    weights = need(OFFICIAL)
+    files = sorted(p for p in data.rglob("*.mat") if "JasperRidge" not in p.parts)  # Y is 2-D
+    assert len(files) >= 10
+    res = evaluate(
+        files,
+        ["noniid", "stripe"],
+        ["ras2s"],
+        weights=weights,
+        crop=32,
+        bands=bands,
+        out_dir=tmp_path / "real",
+        progress=False,
+        key={"Samson": "SamSon"},
+    )
+    assert res.failures == []
+    for path in (res.csv_path, res.json_path, res.table_path):
+        assert path.is_file()
+    rows = _rows(res.csv_path)
+    assert len(rows) == len(files) * 2 * 2
+    for row in rows:
+        assert all(math.isfinite(float(row[k])) for k in CSV_COLUMNS[3:]), row
+    for case in ("noniid", "stripe"):
+        assert res.means[(case, "ras2s")]["psnr"] > res.means[(case, "noisy")]["psnr"] + 5
+    assert res.provenance["weights"]["sha256"].startswith("eeae0f8f")
+
+
+def test_undefined_ergas_is_nan_in_csv_and_null_in_json(tmp_path, rng):
+    cube = rng.random((4, 16, 16)).astype(np.float32) + 1
+    cube[2] = 0  # a band at the global minimum: mean 0 after normalisation
+    res = evaluate({"dark": cube}, ["noniid"], [], out_dir=tmp_path / "o", progress=False)
+    assert _rows(res.csv_path)[0]["ergas"] == "nan"
+    data = json.loads(res.json_path.read_text())  # strict JSON: no NaN literal
+    assert data["rows"][0]["ergas"] is None and math.isfinite(data["rows"][0]["psnr"])
+    assert data["images"]["dark"]["path"] is None and len(data["runs"]) == 1
