@@ -130,3 +130,29 @@ def test_progress_bar_runs(rng, tiny_model, capsys):
         warnings.simplefilter("error")
         denoise(_cube(rng), model=tiny_model, tile=24, overlap=8, progress=True)
     assert "tile" in capsys.readouterr().err
+
+
+def test_normalise_none_feeds_the_cube_as_it_is(rng, tiny_model):
+    cube = rng.random((5, 20, 20)).astype(np.float32) * 1.4 - 0.2
+    with torch.inference_mode():
+        expected = tiny_model(torch.from_numpy(cube)[None])[0].numpy()
+    np.testing.assert_allclose(
+        denoise(cube, model=tiny_model, normalise="none"), expected, atol=1e-5
+    )
+
+
+def test_percentile_normalisation_ignores_outliers(rng, tiny_model):
+    from ras2s.inference import _value_range
+
+    cube = rng.random((5, 40, 40)).astype(np.float32)
+    spiky = cube.copy()
+    spiky[0, 0, 0] = 1000.0  # one hot pixel
+    assert _value_range(spiky, "minmax", "error")[1] == 1000.0
+    lo, hi, _ = _value_range(spiky, "percentile", "error")
+    assert 0.0 <= lo < 0.02 and 0.98 < hi <= 1.0
+    # Away from the hot pixel, the percentile mapping denoises as if it were not there.
+    robust = denoise(spiky, model=tiny_model, normalise="percentile")
+    plain = denoise(cube, model=tiny_model, normalise="percentile")
+    assert np.abs(robust[1:] - plain[1:]).mean() < 0.02
+    with pytest.raises(InputError, match="normalise"):
+        denoise(cube, model=tiny_model, normalise="zscore")

@@ -185,6 +185,14 @@ def _check_output(path: Path, force: bool) -> None:
     help="Reject NaN/Inf, or fill them with their band's mean.",
 )
 @click.option(
+    "--normalise",
+    type=click.Choice(["minmax", "percentile", "none"]),
+    default="minmax",
+    show_default=True,
+    help="Map the cube to [0, 1] by its min/max (paper), its 0.5/99.5 percentiles "
+    "(robust to outliers and strong noise), or not at all (already normalised).",
+)
+@click.option(
     "--suffix", default="_denoised", show_default=True, help="Default output name suffix."
 )
 @click.option(
@@ -222,6 +230,7 @@ def denoise(
     device,
     threads,
     nan_policy,
+    normalise,
     suffix,
     method,
     sigma,
@@ -291,12 +300,14 @@ def denoise(
                         device=torch_device,
                         progress=show,
                         nan_policy=nan_policy,
+                        normalise=normalise,
                     )
                 else:
                     result = denoise_classical(
                         cube.data,
                         method,
                         nan_policy=nan_policy,
+                        normalise=normalise,
                         sigma=None if sigma is None else sigma / 255,
                     )
             for warning in caught:

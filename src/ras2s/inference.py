@@ -22,6 +22,9 @@ GiB = 1 << 30
 DEFAULT_MAX_MEMORY = 2 * GiB
 DEFAULT_OVERLAP = 32
 NAN_POLICIES = ("error", "fill")
+NORMALISATIONS = ("minmax", "percentile", "none")
+PERCENTILES = (0.5, 99.5)
+_PERCENTILE_SAMPLE = 4_000_000
 
 # Network working memory, in bytes, of one tile: PER_PIXEL_BAND * bands * pixels +
 # PER_PIXEL * pixels (float32). Measured as peak RSS growth of RAS2S(C=14) under
@@ -124,6 +127,34 @@ def _finite_range(cube: np.ndarray, nan_policy: str) -> tuple[float, float, np.n
     return lo, hi, fills
 
 
+def _value_range(
+    cube: np.ndarray, normalise: str, nan_policy: str
+) -> tuple[float, float, np.ndarray | None]:
+    """``(lo, hi, fills)``: the values mapped to 0 and 1, and NaN fill values.
+
+    ``minmax``: the cube's global minimum and maximum (the paper's convention).
+    ``percentile``: the 0.5th and 99.5th percentiles of the values (from an evenly
+    strided sample of at most 4 million values), so that a few outliers -- hot pixels,
+    impulse noise, dead lines, or the tails of strong noise -- do not squeeze the signal
+    into a fraction of [0, 1]. Values outside stay outside (no clipping).
+    ``none``: the cube is already normalised (0 and 1 are used as they are).
+    """
+    if normalise not in NORMALISATIONS:
+        raise InputError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+    lo, hi, fills = _finite_range(cube, nan_policy)
+    if normalise == "none":
+        return 0.0, 1.0, fills
+    if normalise == "percentile" and hi > lo:
+        step = max(1, cube.size // _PERCENTILE_SAMPLE)
+        sample = cube.reshape(-1)[::step]
+        if np.issubdtype(sample.dtype, np.floating):
+            sample = sample[np.isfinite(sample)]
+        plo, phi = np.percentile(sample.astype(np.float64), PERCENTILES)
+        if phi > plo:
+            lo, hi = float(plo), float(phi)
+    return lo, hi, fills
+
+
 def _normaliser(
     lo: float, hi: float, fills: np.ndarray | None
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -185,6 +216,7 @@ def denoise(
     device: str | torch.device = "cpu",
     progress: bool | dict[str, Any] = False,
     nan_policy: str = "error",
+    normalise: str = "minmax",
     model: torch.nn.Module | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Denoise a hyperspectral cube with RAS2S.
@@ -212,7 +244,12 @@ def denoise(
     nan_policy:
         ``"error"`` (default) rejects NaN/Inf; ``"fill"`` replaces them by their band's
         mean before denoising (the output holds the denoised values there).
-    model:
+    normalise:
+        How values are mapped to the network's range: ``"minmax"`` (default; the whole
+        cube's minimum and maximum to 0 and 1, as in the paper), ``"percentile"`` (the
+        0.5th and 99.5th percentiles to 0 and 1: robust to outliers and strong noise), or
+        ``"none"`` (the cube is already in the network's range, e.g. a clean cube
+        normalised to [0, 1] plus synthetic noise, as in the paper's test protocol).
         A loaded network (from :func:`ras2s.load_model`) to reuse across calls.
 
     Returns
@@ -236,7 +273,7 @@ def denoise(
     data = _as_bands_first(array, layout)
     bands, height, width = data.shape
 
-    lo, hi, fills = _finite_range(data, nan_policy)
+    lo, hi, fills = _value_range(data, normalise, nan_policy)
     if hi == lo:
         warnings.warn(
             f"the cube {array.shape} is constant ({lo}); returned unchanged", stacklevel=2
@@ -291,6 +328,7 @@ def denoise_classical(
     layout: str = "BHW",
     sigma: float | None = None,
     nan_policy: str = "error",
+    normalise: str = "minmax",
     **params: Any,
 ) -> np.ndarray:
     """Denoise with a classical baseline from :mod:`ras2s.baselines`, same conventions.
@@ -305,7 +343,7 @@ def denoise_classical(
     array = np.asarray(cube)
     _check_cube(array)
     data = _as_bands_first(array, layout)
-    lo, hi, fills = _finite_range(data, nan_policy)
+    lo, hi, fills = _value_range(data, normalise, nan_policy)
     if hi == lo:
         warnings.warn(
             f"the cube {array.shape} is constant ({lo}); returned unchanged", stacklevel=2

@@ -155,7 +155,9 @@ def _check_cube(x: Any) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise InputError(f"cube of shape {arr.shape} contains NaN or Inf")
     lo, hi = float(arr.min()), float(arr.max())
-    if lo < -1e-6 or hi > 1 + 1e-6:
+    # Small excursions (spline resampling overshoot, an already noisy cube) are normal;
+    # warn when the cube is clearly not normalised (e.g. raw 0..65535 counts).
+    if lo < -0.5 or hi > 1.5:
         warnings.warn(
             f"noise models expect a cube in [0, 1]; this one spans [{lo:.4g}, {hi:.4g}]",
             UserWarning,
