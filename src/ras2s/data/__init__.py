@@ -1,0 +1,25 @@
+"""Training data: patch extraction from clean cubes, the on-disk patch store, datasets.
+
+``prepare`` turns a folder of clean cubes into a patch store (one raw float32 ``.npy``
+per split, read with ``np.load(mmap_mode="r")``, plus ``manifest.json``);
+:class:`PatchDataset` serves augmented patches from it without loading it whole.
+"""
+
+from .augment import augment
+from .dataset import EpochSampler, PatchDataset
+from .patches import centre_crop, extract_patches, minmax_normalise, patch_count, rescale
+from .prepare import BAND_RULES, PrepareConfig, prepare
+
+__all__ = [
+    "BAND_RULES",
+    "EpochSampler",
+    "PatchDataset",
+    "PrepareConfig",
+    "augment",
+    "centre_crop",
+    "extract_patches",
+    "minmax_normalise",
+    "patch_count",
+    "prepare",
+    "rescale",
+]

@@ -1,0 +1,48 @@
+"""On-the-fly training noise and the learning-rate / noise schedules (no Lightning)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..noise import add_noise
+
+#: The authors' ``complex`` training noise: non-i.i.d. Gaussian, then one of nothing,
+#: impulse, stripe, dead lines (each case below already includes the Gaussian part).
+COMPLEX_CASES = ("noniid", "impulse", "stripe", "deadline")
+
+
+def noise_kind_at(progress: float, stages: Sequence[tuple[float, str]]) -> str:
+    """The noise kind of the last stage whose start fraction is <= ``progress``."""
+    kind = stages[0][1]
+    for start, name in stages:
+        if progress >= start:
+            kind = name
+    return kind
+
+
+def lr_factor_at(
+    progress: float, milestones: Sequence[float], factors: Sequence[float]
+) -> float:
+    """Multiplier of the base lr: factor of the last milestone passed (1 before any)."""
+    factor = 1.0
+    for milestone, value in zip(milestones, factors, strict=True):
+        if progress >= milestone - 1e-12:
+            factor = value
+    return factor
+
+
+def noisy_batch(clean: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Noise every sample ``(bands, H, W)`` of ``clean`` ``(N, bands, H, W)`` in [0, 1]."""
+    out = np.empty_like(clean)
+    with warnings.catch_warnings():
+        # Patches cover a sub-range of their normalised cube, and cubic resampling can
+        # overshoot [0, 1] slightly: expected here, so not worth a warning per sample.
+        warnings.filterwarnings("ignore", message="noise models expect a cube in")
+        for i, sample in enumerate(clean):
+            case = (COMPLEX_CASES[int(rng.integers(len(COMPLEX_CASES)))]
+                    if kind == "complex" else kind)
+            out[i] = add_noise(sample, case, rng=rng)
+    return out

@@ -1,0 +1,91 @@
+"""Build the Lightning trainer from a :class:`TrainConfig` and run it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from ..errors import InputError
+from .config import TrainConfig, dump_config
+from .system import PatchDataModule, ProgressLine, RAS2STrainer
+
+
+def _loggers(out: Path) -> list:
+    loggers = [CSVLogger(out, name="logs", version="")]
+    try:
+        import tensorboard  # noqa: F401  (TensorBoardLogger only when it can write)
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(out, name="tb", version=""))
+    except ImportError:
+        pass
+    return loggers
+
+
+def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Trainer:
+    """A Lightning trainer for ``cfg`` writing into ``cfg.out``."""
+    out = Path(cfg.out)
+    ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best-{epoch}-{step}",
+        monitor="val/mpsnr", mode="max", save_top_k=1, save_last=True,
+    )
+    kwargs = dict(
+        default_root_dir=out,
+        max_epochs=cfg.max_epochs,
+        max_steps=cfg.max_steps,
+        max_time=cfg.max_time,
+        limit_train_batches=cfg.steps_per_epoch or 1.0,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        accelerator=cfg.accelerator,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        gradient_clip_val=cfg.grad_clip,
+        log_every_n_steps=cfg.log_every,
+        logger=_loggers(out),
+        callbacks=[ckpt, *callbacks]
+        + ([] if sys.stderr.isatty() else [ProgressLine(cfg.log_every)]),
+        use_distributed_sampler=False,  # EpochSampler shards by rank itself
+        num_sanity_val_steps=0,
+        enable_progress_bar=sys.stderr.isatty(),
+        deterministic=False,
+    )
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def fit(
+    cfg: TrainConfig, *, resume: bool = False, callbacks: tuple = (),
+    command: list[str] | None = None, **trainer_overrides,
+) -> tuple[L.Trainer, RAS2STrainer]:
+    """Train; with ``resume`` continue from ``<out>/checkpoints/last.ckpt``."""
+    if not cfg.data:
+        raise InputError("no training data: pass --data DIR (a folder written by `ras2s prepare`)")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise InputError(f"--resume: {last} does not exist")
+    if not resume and last.is_file():
+        raise InputError(f"{out} already holds a run; use --resume or another --out")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = PatchDataModule(cfg)
+    system = RAS2STrainer(cfg)
+    trainer = build_trainer(cfg, callbacks, **trainer_overrides)
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, out / "config.yaml")
+        run = {"command": command or sys.argv, "resume": resume}
+        with open(out / "commands.jsonl", "a") as handle:
+            handle.write(json.dumps(run) + "\n")
+    trainer.fit(system, datamodule=data, ckpt_path=str(last) if resume else None)
+    if trainer.is_global_zero and data.noisy_scores:
+        (out / "val_noisy.json").write_text(json.dumps(data.noisy_scores, indent=1))
+    return trainer, system

@@ -1,0 +1,244 @@
+"""Lightning pieces: the training system, the data module and the history callback.
+
+The network stays a plain :class:`ras2s.model.RAS2S`; this module holds the loss, the
+optimiser, the schedules, on-the-fly noise and validation.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from .. import metrics
+from ..data.dataset import EpochSampler, PatchDataset
+from ..data.prepare import load_manifest
+from ..model import RAS2S, RAS2SConfig
+from ..noise import add_noise
+from .config import TrainConfig, from_dict
+from .noise_schedule import lr_factor_at, noise_kind_at, noisy_batch
+
+
+class RAS2STrainer(L.LightningModule):
+    """Loss, optimiser, schedules, training noise and validation around :class:`RAS2S`.
+
+    Parameters
+    ----------
+    config:
+        The run's :class:`TrainConfig` (a plain dict is accepted, as saved in checkpoints).
+    """
+
+    def __init__(self, config: TrainConfig | dict) -> None:
+        super().__init__()
+        cfg = config if isinstance(config, TrainConfig) else from_dict(config)
+        self.cfg = cfg
+        self.save_hyperparameters({"config": cfg.to_dict()})
+        self.model = RAS2S(RAS2SConfig(**cfg.arch()))
+        self.loss_fn = torch.nn.L1Loss() if cfg.loss == "l1" else torch.nn.MSELoss()
+        self.history: list[dict] = []
+        self.wall_time_s = 0.0
+        self._t0: float | None = None
+        self._total_steps: int | None = None
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Denoise ``(N, bands, H, W)`` with the wrapped network."""
+        return self.model(noisy)
+
+    # -- schedules -------------------------------------------------------------------
+    def total_steps(self) -> int:
+        """Optimiser steps of the whole run (Lightning's estimate, cached)."""
+        if self._total_steps is None:
+            self._total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        return self._total_steps
+
+    def progress(self) -> float:
+        """Fraction of the run done: steps, or wall time when ``max_time`` is set.
+
+        With ``max_time`` the schedules follow whichever of steps and elapsed time is
+        further along, so a run cut short by the clock still completes its learning-rate
+        and noise schedules (such runs are not bit-reproducible).
+        """
+        done = self.global_step / self.total_steps()
+        if self.cfg.max_time and self._trainer is not None:
+            from lightning.pytorch.callbacks import Timer
+
+            for cb in self.trainer.callbacks:
+                if isinstance(cb, Timer) and cb._duration:
+                    done = max(done, cb.time_elapsed("train") / cb._duration)
+        return min(done, 1.0)
+
+    def noise_kind(self) -> str:
+        """The training noise kind of the current stage."""
+        return noise_kind_at(self.progress(), self.cfg.noise_stages)
+
+    def _stage_index(self, kind: str) -> int:
+        return [k for _, k in self.cfg.noise_stages].index(kind)
+
+    def configure_optimizers(self):
+        """Adam and the per-step multi-step learning-rate schedule."""
+        cfg = self.cfg
+        opt = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+        )
+
+        def factor(step: int) -> float:
+            progress = self.progress() if self._trainer is not None else 0.0
+            return lr_factor_at(progress, cfg.lr_milestones, cfg.lr_factors)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- training --------------------------------------------------------------------
+    def training_step(self, clean: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """Noise a clean batch on the fly (seeded by step and rank) and return the loss."""
+        kind = self.noise_kind()
+        # One generator per (seed, step, rank): a resumed run draws the same noise.
+        rng = np.random.default_rng([self.cfg.seed, self.global_step, self.global_rank, 1])
+        noisy = noisy_batch(clean.detach().cpu().numpy(), kind, rng)
+        noisy = torch.from_numpy(noisy).to(clean.device, clean.dtype)
+        loss = self.loss_fn(self.model(noisy), clean)
+        self.log("train/loss", loss, prog_bar=True, batch_size=clean.shape[0])
+        self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=clean.shape[0])
+        self.log("noise_stage", float(self._stage_index(kind)), batch_size=clean.shape[0])
+        return loss
+
+    def on_train_start(self) -> None:
+        """Start the training wall clock."""
+        self._t0 = time.monotonic()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """Accumulate training wall time (kept across resumes)."""
+        now = time.monotonic()
+        if self._t0 is not None:
+            self.wall_time_s += now - self._t0
+        self._t0 = now
+
+    # -- validation ------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """Score the denoised fixed-noise validation patches."""
+        noisy, clean = batch
+        out = self.model(noisy).float().cpu().numpy()
+        ref = clean.float().cpu().numpy()
+        scores = np.array([
+            [metrics.mpsnr(o, r), metrics.mssim(o, r, convention="paper"), metrics.sam(o, r)]
+            for o, r in zip(out, ref, strict=True)
+        ])
+        n = len(scores)
+        for name, value in zip(("mpsnr", "mssim", "sam"), scores.mean(axis=0), strict=True):
+            self.log(f"val/{name}", float(value), batch_size=n, sync_dist=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        """Append the epoch's validation figures to the history."""
+        if self.trainer.sanity_checking:
+            return
+        m = self.trainer.callback_metrics
+        row = {"epoch": self.current_epoch, "step": self.global_step,
+               "wall_time_s": round(self.wall_time_s, 1)}
+        row |= {k: round(float(m[f"val/{k}"]), 5) for k in ("mpsnr", "mssim", "sam")
+                if f"val/{k}" in m}
+        self.history.append(row)
+
+    # -- checkpoint extras -----------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the validation history and wall time in the checkpoint."""
+        checkpoint["ras2s"] = {
+            "history": list(self.history), "wall_time_s": self.wall_time_s,
+            "total_steps": self.total_steps() if self._trainer is not None else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the validation history and wall time."""
+        extra = checkpoint.get("ras2s", {})
+        self.history = list(extra.get("history", []))
+        self.wall_time_s = float(extra.get("wall_time_s", 0.0))
+
+
+class PatchDataModule(L.LightningDataModule):
+    """Training patches and a fixed noisy validation set.
+
+    Training patches are augmented, epoch-seeded and sharded per rank; the validation
+    set is ``val_max_patches`` patches evenly spread over the val split, each noised
+    with ``default_rng([val_seed, index])`` under ``val_noise``.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__()
+        self.cfg = config
+        self.root = Path(config.data)
+        self.manifest = load_manifest(self.root)
+        self.train_set: PatchDataset | None = None
+        self.val_set: TensorDataset | None = None
+        self.noisy_scores: dict[str, float] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open the training patches; build the noisy validation set once."""
+        cfg = self.cfg
+        files = self.manifest["files"]
+        self.train_set = PatchDataset(
+            self.root / files["train"], augment=cfg.augment, spectral_flip=cfg.spectral_flip,
+            seed=cfg.seed,
+        )
+        if self.manifest["counts"].get("val", 0) and self.val_set is None:
+            val = np.load(self.root / files["val"], mmap_mode="r")
+            n = min(cfg.val_max_patches, len(val))
+            idx = np.unique(np.round(np.linspace(0, len(val) - 1, n)).astype(int))
+            clean = np.stack([np.array(val[i], dtype=np.float32) for i in idx])
+            noisy = np.stack([
+                add_noise(c, cfg.val_noise, rng=np.random.default_rng([cfg.val_seed, int(i)]))
+                for c, i in zip(clean, idx, strict=True)
+            ]).astype(np.float32)
+            pairs = list(zip(noisy, clean, strict=True))
+            self.noisy_scores = {
+                "mpsnr": float(np.mean([metrics.mpsnr(a, b) for a, b in pairs])),
+                "mssim": float(np.mean([metrics.mssim(a, b, convention="paper")
+                                        for a, b in pairs])),
+                "sam": float(np.mean([metrics.sam(a, b) for a, b in pairs])),
+            }
+            self.val_set = TensorDataset(torch.from_numpy(noisy), torch.from_numpy(clean))
+
+    def train_dataloader(self) -> DataLoader:
+        """Training batches from an epoch-seeded, rank-sharded sampler."""
+        trainer = self.trainer
+        sampler = EpochSampler(
+            len(self.train_set), seed=self.cfg.seed,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+            epoch_fn=(lambda: trainer.current_epoch) if trainer else None,
+        )
+        return DataLoader(
+            self.train_set, batch_size=self.cfg.batch_size, sampler=sampler,
+            num_workers=self.cfg.num_workers, persistent_workers=False,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The fixed noisy validation set (none when the split is empty)."""
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=False)
+
+
+class ProgressLine(L.Callback):
+    """One line on stderr every ``every`` steps (for logs, where no progress bar shows)."""
+
+    def __init__(self, every: int = 10) -> None:
+        self.every = max(1, every)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        """Print step, loss, learning rate and noise kind."""
+        step = trainer.global_step
+        if trainer.is_global_zero and step % self.every == 0:
+            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+            print(f"step {step}/{pl_module.total_steps()} epoch {trainer.current_epoch} "
+                  f"loss {loss:.5f} lr {lr:.2e} noise {pl_module.noise_kind()}",
+                  file=sys.stderr, flush=True)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """Print the validation figures."""
+        if trainer.is_global_zero and pl_module.history:
+            print(f"validation {pl_module.history[-1]}", file=sys.stderr, flush=True)

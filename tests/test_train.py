@@ -1,0 +1,205 @@
+"""Training: config, schedules, resume, DDP on CPU, export, CLI commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ras2s.data import PrepareConfig, prepare
+from ras2s.errors import InputError
+from ras2s.train.commands import export as export_cmd
+from ras2s.train.commands import prepare as prepare_cmd
+from ras2s.train.commands import train as train_cmd
+from ras2s.train.config import TrainConfig, apply_overrides, dump_config, load_config
+from ras2s.train.noise_schedule import lr_factor_at, noise_kind_at, noisy_batch
+
+pytest.importorskip("lightning")
+import lightning as L  # noqa: E402
+
+TINY = dict(channels=4, regions=2, reach=1, batch_size=2, val_max_patches=2, threads=1,
+            log_every=1, steps_per_epoch=2, noise_stages=((0.0, "noniid"), (0.5, "complex")))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """A tiny patch store: 3 train cubes + 1 val cube of 8 bands, 8 x 8 patches."""
+    root = tmp_path_factory.mktemp("store")
+    rng = np.random.default_rng(0)
+    (root / "src").mkdir()
+    for k in range(4):
+        np.save(root / "src" / f"c{k}.npy", rng.random((8, 16, 16)).astype(np.float32))
+    prepare(root / "src", root / "data",
+            PrepareConfig(crop=None, patch=8, scales=(1.0,), strides=(8,), layout="BHW",
+                          val_list=("c3",)))
+    return root / "data"
+
+
+def _cfg(store: Path, out: Path, **kw) -> TrainConfig:
+    return TrainConfig(data=str(store), out=str(out), **{**TINY, **kw})
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return ckpt["state_dict"]
+
+
+def test_config_defaults_are_the_papers():
+    c = TrainConfig()
+    assert (c.loss, c.lr, c.betas, c.batch_size, c.max_epochs) == ("l1", 1e-3, (0.9, 0.99), 8, 90)
+    # authors: lr x1 epochs 1-5, x0.5 6-15, x0.2 16-25, x0.1 26-50, x0.05 51-90
+    per_epoch = [lr_factor_at(e / 90, c.lr_milestones, c.lr_factors) for e in range(90)]
+    assert per_epoch[:5] == [1.0] * 5 and per_epoch[5:15] == [0.5] * 10
+    assert per_epoch[15:25] == [0.2] * 10 and per_epoch[25:50] == [0.1] * 25
+    assert per_epoch[50:] == [0.05] * 40
+    assert noise_kind_at(0.3, ((0.0, "noniid"), (0.25, "complex"))) == "complex"
+    assert noise_kind_at(0.2, ((0.0, "noniid"), (0.25, "complex"))) == "noniid"
+
+
+def test_config_yaml_round_trip_and_overrides(tmp_path):
+    c = apply_overrides(TrainConfig(), ["lr=5e-4", "betas=[0.8, 0.9]", "max_time=null",
+                                        "noise_stages=[[0, noniid], [0.1, complex]]"])
+    assert c.lr == 5e-4 and c.betas == (0.8, 0.9)
+    assert c.noise_stages == ((0.0, "noniid"), (0.1, "complex"))
+    assert load_config(dump_config(c, tmp_path / "c.yaml")) == c
+    with pytest.raises(InputError, match="unknown config key"):
+        apply_overrides(c, ["learning_rate=1"])
+    with pytest.raises(InputError, match="key=value"):
+        apply_overrides(c, ["lr"])
+    with pytest.raises(InputError, match="unknown noise case|noise case"):
+        apply_overrides(c, ["val_noise=nonsense"])
+
+
+def test_training_noise_is_seeded():
+    clean = np.full((3, 6, 8, 8), 0.5, np.float32)
+    a = noisy_batch(clean, "complex", np.random.default_rng(1))
+    b = noisy_batch(clean, "complex", np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == clean.shape and not np.array_equal(a, clean)
+
+
+def test_commands_import_without_lightning():
+    code = ("import sys; sys.modules['lightning'] = None; "
+            "import ras2s.train.commands as c; print(c.train.name)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "train"
+
+
+class _StopAfterFirstEpoch(L.Callback):
+    """Simulate an interruption at the end of the first epoch (after its checkpoint)."""
+
+    def on_validation_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+def test_resume_gives_the_same_weights(store, tmp_path):
+    from ras2s.train.run import fit
+
+    fit(_cfg(store, tmp_path / "full", max_steps=4))
+    fit(_cfg(store, tmp_path / "split", max_steps=4), callbacks=(_StopAfterFirstEpoch(),))
+    half = torch.load(tmp_path / "split/checkpoints/last.ckpt", weights_only=True)
+    assert half["global_step"] == 2
+    with pytest.raises(InputError, match="--resume"):
+        fit(_cfg(store, tmp_path / "split", max_steps=4))
+    fit(_cfg(store, tmp_path / "split", max_steps=4), resume=True)
+    full = _weights(tmp_path / "full/checkpoints/last.ckpt")
+    split = _weights(tmp_path / "split/checkpoints/last.ckpt")
+    assert torch.load(tmp_path / "split/checkpoints/last.ckpt",
+                      weights_only=True)["global_step"] == 4
+    for key in full:
+        torch.testing.assert_close(split[key], full[key], rtol=0, atol=1e-6, msg=key)
+    assert (tmp_path / "full/config.yaml").is_file()
+    assert (tmp_path / "full/logs/metrics.csv").is_file()
+
+
+class _SaveRankWeights(L.Callback):
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def on_train_end(self, trainer, pl_module):
+        state = {k: v.detach().cpu() for k, v in pl_module.model.state_dict().items()}
+        torch.save(state, Path(self.folder) / f"rank{trainer.global_rank}.pt")
+
+
+def test_ddp_two_cpu_processes_end_with_identical_weights(store, tmp_path):
+    from ras2s.train.run import fit
+
+    cfg = _cfg(store, tmp_path / "ddp", max_steps=2, devices=2, accelerator="cpu",
+               strategy="ddp_fork", steps_per_epoch=None, val_max_patches=1)
+    trainer, _ = fit(cfg, callbacks=(_SaveRankWeights(str(tmp_path)),))
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert trainer.world_size == 2
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    init = torch.load(tmp_path / "ddp/checkpoints/last.ckpt", weights_only=True)
+    assert init["global_step"] == 2
+
+
+@click.group()
+@click.option("--debug", is_flag=True)
+def _cli(debug):
+    pass
+
+
+for _command in (prepare_cmd, train_cmd, export_cmd):
+    _cli.add_command(_command)
+
+
+def test_cli_train_then_export_loads_with_card(store, tmp_path):
+    import ras2s
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(_cli, [
+        "train", "--data", str(store), "--out", str(out), "--max-steps", "2",
+        "--set", "channels=4", "--set", "regions=2", "--set", "batch_size=2",
+        "--set", "threads=1", "--set", "val_max_patches=2", "--set", "steps_per_epoch=2",
+    ])
+    assert result.exit_code == 0, result.output
+    saved = load_config(out / "config.yaml")
+    assert saved.channels == 4 and saved.max_steps == 2 and saved.data == str(store)
+    weights = tmp_path / "w" / "tiny.pt"
+    result = runner.invoke(_cli, ["export", str(out / "checkpoints" / "last.ckpt"),
+                                  "-o", str(weights)])
+    assert result.exit_code == 0, result.output
+    model = ras2s.load_model(weights)
+    assert model.config.channels == 4
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert model.card["training"] == card["training"]
+    assert card["architecture"] == {"channels": 4, "regions": 2, "reach": 1}
+    assert card["training"]["steps"] == 2
+    assert card["noise"]["stages"] == [[0.0, "complex"]]
+    assert card["data"]["held_out_files"][0]["file"] == "c3.npy"
+    assert set(card["validation"]["last"]) >= {"mpsnr", "mssim", "sam"}
+    with torch.no_grad():
+        assert model(torch.rand(1, 8, 8, 8)).shape == (1, 8, 8, 8)
+    again = runner.invoke(_cli, ["export", str(out / "checkpoints" / "last.ckpt"),
+                                 "-o", str(weights)])
+    assert again.exit_code == 2 and "--force" in again.output
+
+
+def test_cli_prepare_band_mismatch_is_one_line_error(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    np.save(src / "a.npy", np.random.default_rng(0).random((31, 16, 16)).astype(np.float32))
+    np.save(src / "b.npy", np.random.default_rng(1).random((17, 16, 16)).astype(np.float32))
+    result = CliRunner().invoke(_cli, ["prepare", str(src), "-o", str(tmp_path / "o"),
+                                       "--patch", "8", "--scales", "1", "--strides", "8",
+                                       "--layout", "BHW"])
+    assert result.exit_code == 2
+    assert "a.npy: 31" in result.output and "b.npy: 17" in result.output
+    ok = CliRunner().invoke(_cli, ["prepare", str(src), "-o", str(tmp_path / "o"),
+                                   "--patch", "8", "--scales", "1", "--strides", "8",
+                                   "--layout", "BHW", "--bands", "17",
+                                   "--band-rule", "select", "--val-list", "b"])
+    assert ok.exit_code == 0, ok.output
+    assert "4 training and 4 validation patches of 17 x 8 x 8" in ok.output
