@@ -119,3 +119,17 @@ def test_official_from_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RAS2S_CACHE", str(tmp_path))
     (tmp_path / "s2s_official.pth").write_bytes(need(OFFICIAL).read_bytes())
     assert W.resolve("official") == tmp_path / "s2s_official.pth"
+
+
+def test_shipped_default_weights_load_with_their_card():
+    model = W.load_model("default")
+    assert model.config == RAS2SConfig()
+    assert not model.training
+    card = W.resolve("default").with_suffix(".json")
+    assert card.is_file()
+    assert "validation" in card.read_text() or "val" in card.read_text()
+
+
+def test_saved_weights_have_a_normal_file_mode(tmp_path, tiny_model):
+    path = W.save_weights(tiny_model, tmp_path / "w.pt")
+    assert path.stat().st_mode & 0o044  # readable by others, not mkstemp's 0600

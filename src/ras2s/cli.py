@@ -421,7 +421,11 @@ def _register_subcommands() -> None:
     """Add the commands that live in their own modules (they import helpers from here)."""
     from .evaluate_cli import evaluate_command, noise_command
     from .report_cli import report_command
+    from .train.commands import export, prepare, train
 
+    main.add_command(prepare, "prepare")
+    main.add_command(train, "train")
+    main.add_command(export, "export")
     main.add_command(noise_command, "noise")
     main.add_command(evaluate_command, "evaluate")
     main.add_command(report_command, "report")

@@ -401,6 +401,9 @@ def save_weights(model: RAS2S, path: str | os.PathLike, card: dict | None = None
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give a normal file's mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
