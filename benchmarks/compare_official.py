@@ -71,11 +71,14 @@ def seeded_input(bands: int, h: int, w: int) -> torch.Tensor:
 
 MEMORY_CHILD = """
 import resource, sys, torch
+from pathlib import Path
 sys.path.insert(0, {here!r})
 from compare_official import load_authors_model, load_ours, seeded_input
 torch.set_num_threads({threads})
-model = load_authors_model(__import__('pathlib').Path({repo!r}), __import__('pathlib').Path({weights!r})) \
-    if {which!r} == 'authors' else load_ours(__import__('pathlib').Path({weights!r}))
+if {which!r} == 'authors':
+    model = load_authors_model(Path({repo!r}), Path({weights!r}))
+else:
+    model = load_ours(Path({weights!r}))
 x = seeded_input({bands}, {h}, {w})
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 with torch.inference_mode():
