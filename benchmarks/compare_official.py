@@ -90,8 +90,14 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
 def peak_memory(which: str, size: tuple[int, int, int], args: argparse.Namespace) -> int:
     bands, h, w = size
     code = MEMORY_CHILD.format(
-        here=str(Path(__file__).parent), threads=args.threads, repo=str(args.official_repo),
-        weights=str(args.weights), which=which, bands=bands, h=h, w=w,
+        here=str(Path(__file__).parent),
+        threads=args.threads,
+        repo=str(args.official_repo),
+        weights=str(args.weights),
+        which=which,
+        bands=bands,
+        h=h,
+        w=w,
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
@@ -157,8 +163,17 @@ def main() -> None:
     peak = matmul_peak_gflops()
     print(f"torch {torch.__version__}, threads {args.threads}, matmul peak {peak:.1f} GFLOP/s")
     print(f"ras2s MACs per voxel: {macs:,.0f}")
-    header = ("size", "authors s", "ras2s s", "ratio", "authors GiB", "ras2s GiB", "max|diff|",
-              "ras2s GFLOP/s", "% of peak")
+    header = (
+        "size",
+        "authors s",
+        "ras2s s",
+        "ratio",
+        "authors GiB",
+        "ras2s GiB",
+        "max|diff|",
+        "ras2s GFLOP/s",
+        "% of peak",
+    )
     print("{:>14} {:>10} {:>9} {:>6} {:>11} {:>9} {:>10} {:>13} {:>9}".format(*header))
     rows = []
     for size in sizes:
@@ -184,11 +199,21 @@ def main() -> None:
             f"{name:>14} {sa:10.2f} {so:9.2f} {sa / so:6.2f} {mem_a:11.2f} {mem_o:9.2f} "
             f"{diff:10.2e} {gflops:13.1f} {100 * gflops / peak:9.1f}"
         )
-        rows.append({"size": name, "authors_s": sa, "ras2s_s": so, "ratio": sa / so,
-                     "authors_gib": mem_a, "ras2s_gib": mem_o, "max_abs_diff": diff})
+        rows.append(
+            {
+                "size": name,
+                "authors_s": sa,
+                "ras2s_s": so,
+                "ratio": sa / so,
+                "authors_gib": mem_a,
+                "ras2s_gib": mem_o,
+                "max_abs_diff": diff,
+            }
+        )
     if args.json:
-        args.json.write_text(json.dumps({"peak_gflops": peak, "macs_per_voxel": macs,
-                                         "rows": rows}, indent=2))
+        args.json.write_text(
+            json.dumps({"peak_gflops": peak, "macs_per_voxel": macs, "rows": rows}, indent=2)
+        )
 
 
 if __name__ == "__main__":
