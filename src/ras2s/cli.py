@@ -125,21 +125,6 @@ def _output_for(source: Path, output: str | None, many: bool, suffix: str) -> Pa
     return out
 
 
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ras2s-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _check_output(path: Path, force: bool) -> None:
     import os
 
@@ -249,7 +234,7 @@ def denoise(
 
     from .inference import denoise as run_denoise
     from .inference import denoise_classical, resolve_device, return_freed_memory_to_the_system
-    from .io import read_cube, write_cube
+    from .io import read_cube, write_atomically, write_cube
     from .weights import load_model
 
     return_freed_memory_to_the_system()
@@ -316,9 +301,7 @@ def denoise(
             if preview is not None:
                 from .report import write_preview
 
-                _write_atomically(
-                    Path(preview), functools.partial(write_preview, cube.data, result)
-                )
+                write_atomically(preview, functools.partial(write_preview, cube.data, result))
             if not quiet:
                 click.echo(f"{source} -> {target}", err=True)
         except Ras2sError as err:

@@ -682,6 +682,17 @@ def _atomic_file(final: Path, write: Callable[[Path], None], companions: tuple =
         _fail(final, exc)
 
 
+def write_atomically(final: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` for a temporary file beside ``final``, then rename it onto ``final``.
+
+    The temporary file gets a normal file mode; on any failure it is removed, ``final`` is
+    left as it was, and the error is raised as a one-line :class:`OutputError`.
+    """
+    final = Path(final)
+    _atomic_file(final, write)
+    return final
+
+
 def _atomic_dir(final: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".ras2s-"))
     backup = tmp.with_name(tmp.name + "-old")

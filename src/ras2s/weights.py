@@ -397,15 +397,10 @@ def save_weights(model: RAS2S, path: str | os.PathLike, card: dict | None = None
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "card": json.loads(json.dumps(card or {})),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ras2s-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    from .io import write_atomically
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a file object: torch rejects dot-file names
             torch.save(payload, handle)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give a normal file's mode
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+    return write_atomically(path, save)
