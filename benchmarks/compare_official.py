@@ -143,6 +143,50 @@ def macs_per_voxel(bands: int = 31, h: int = 64, w: int = 64) -> float:
     return total / (bands * h * w) + dynamic + attention
 
 
+def train_step(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> float:
+    """Seconds for one forward + L1 loss + backward in train mode (gradients left in place)."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    torch.nn.functional.l1_loss(model(x), target).backward()
+    seconds = time.perf_counter() - start
+    model.eval()
+    return seconds
+
+
+def compare_training(authors, ours, batch: int, size: tuple[int, int, int], repeats: int):
+    """Median train-step seconds of both models and the largest gradient difference.
+
+    The authors' gradients are mapped onto our parameter names with the same converter
+    that loads their checkpoint; the difference is reported relative to the largest
+    gradient of that tensor.
+    """
+    from ras2s.weights import convert_official
+
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy(rng.random((batch, *size), dtype=np.float32))
+    target = torch.from_numpy(rng.random((batch, *size), dtype=np.float32))
+    train_step(authors, x, target), train_step(ours, x, target)  # warm-up
+    t_authors, t_ours = [], []
+    for _ in range(repeats):
+        t_authors.append(train_step(authors, x, target))
+        t_ours.append(train_step(ours, x, target))
+    theirs = {
+        name: (p.grad if p.grad is not None else torch.zeros_like(p))
+        for name, p in authors.named_parameters()
+    }
+    for name, buffer in authors.named_buffers():
+        theirs[name] = torch.zeros_like(buffer)
+    _, mapped = convert_official(theirs, origin="authors' gradients")
+    worst = 0.0
+    for name, p in ours.named_parameters():
+        ref = mapped[name]
+        scale = float(ref.abs().max()) or 1.0
+        grad = p.grad if p.grad is not None else torch.zeros_like(p)
+        worst = max(worst, float((grad - ref).abs().max()) / scale)
+    return statistics.median(t_authors), statistics.median(t_ours), worst
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--official-repo", type=Path, required=True)
@@ -152,6 +196,11 @@ def main() -> None:
     parser.add_argument("--sizes", default=None, help="e.g. 31x64x64,31x128x128")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--train-step",
+        action="store_true",
+        help="Also time one training step (forward + backward, batch 8 of 31x64x64).",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = SIZES
@@ -210,10 +259,22 @@ def main() -> None:
                 "max_abs_diff": diff,
             }
         )
-    if args.json:
-        args.json.write_text(
-            json.dumps({"peak_gflops": peak, "macs_per_voxel": macs, "rows": rows}, indent=2)
+    report = {"peak_gflops": peak, "macs_per_voxel": macs, "rows": rows}
+    if args.train_step:
+        ta, to, worst = compare_training(authors, ours, 8, (31, 64, 64), args.repeats)
+        print(
+            f"train step, batch 8 x 31x64x64: authors {ta:.2f} s, ras2s {to:.2f} s, "
+            f"ratio {ta / to:.2f}, max gradient difference {worst:.1e} (relative to each "
+            "tensor's largest gradient)"
         )
+        report["train_step"] = {
+            "authors_s": ta,
+            "ras2s_s": to,
+            "ratio": ta / to,
+            "grad_diff": worst,
+        }
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -133,9 +133,7 @@ def test_bad_inputs():
 def test_sigma_estimate_within_20_percent():
     clean = smooth_cube(8, 64)
     sigmas = np.array([10, 20, 30, 40, 50, 60, 70, 80]) / 255
-    noisy = clean + sigmas[:, None, None] * np.random.default_rng(0).standard_normal(
-        clean.shape
-    )
+    noisy = clean + sigmas[:, None, None] * np.random.default_rng(0).standard_normal(clean.shape)
     est = estimate_sigma(noisy)
     assert est.shape == (8,)
     np.testing.assert_allclose(est, sigmas, rtol=0.2)

@@ -39,8 +39,13 @@ def test_patch_count_small_and_degenerate_cases():
 
 
 @settings(max_examples=25, deadline=None)
-@given(h=st.integers(8, 40), w=st.integers(8, 40), patch=st.integers(4, 12),
-       stride=st.integers(1, 9), half=st.booleans())
+@given(
+    h=st.integers(8, 40),
+    w=st.integers(8, 40),
+    patch=st.integers(4, 12),
+    stride=st.integers(1, 9),
+    half=st.booleans(),
+)
 def test_extract_patches_matches_patch_count(h, w, patch, stride, half):
     scales = (1.0, 0.5) if half else (1.0,)
     strides = (stride, stride) if half else (stride,)
@@ -88,10 +93,12 @@ def test_band_rule_error_names_files_and_counts(tmp_path, rng):
     with pytest.raises(InputError, match=r"a31\.npy: 31.*b17\.npy: 17"):
         prepare(tmp_path / "src", tmp_path / "out", PrepareConfig(**SMALL))
     with pytest.raises(InputError, match="b17.npy: 17 bands, fewer than --bands 20"):
-        prepare(tmp_path / "src", tmp_path / "o2",
-                PrepareConfig(**SMALL, bands=20, band_rule="select"))
-    m = prepare(tmp_path / "src", tmp_path / "o3",
-                PrepareConfig(**SMALL, bands=9, band_rule="select"))
+        prepare(
+            tmp_path / "src", tmp_path / "o2", PrepareConfig(**SMALL, bands=20, band_rule="select")
+        )
+    m = prepare(
+        tmp_path / "src", tmp_path / "o3", PrepareConfig(**SMALL, bands=9, band_rule="select")
+    )
     assert m["bands"] == 9 and np.load(tmp_path / "o3" / "train.npy").shape[1] == 9
 
 
@@ -107,8 +114,11 @@ def test_band_windows_and_select():
 def test_split_is_by_image_never_by_patch(tmp_path, rng):
     shapes = {f"img{k}": (4, 16, 16) for k in range(5)}
     _write_cubes(tmp_path / "src", shapes, rng)
-    m = prepare(tmp_path / "src", tmp_path / "out",
-                PrepareConfig(**{**SMALL, "crop": None}, val_images=2, seed=3))
+    m = prepare(
+        tmp_path / "src",
+        tmp_path / "out",
+        PrepareConfig(**{**SMALL, "crop": None}, val_images=2, seed=3),
+    )
     splits = {}
     for i in m["images"]:
         splits.setdefault(i["file"], set()).add(i["split"])
@@ -123,9 +133,11 @@ def test_split_is_by_image_never_by_patch(tmp_path, rng):
     cube = ((cube - cube.min()) / (cube.max() - cube.min())).astype(np.float32)
     np.testing.assert_allclose(val_patches[0], cube[:, :8, :8], atol=1e-6)
     # windows of one file stay together
-    m2 = prepare(tmp_path / "src", tmp_path / "o2",
-                 PrepareConfig(**{**SMALL, "crop": None}, bands=3, band_rule="window",
-                               val_list=("img1",)))
+    m2 = prepare(
+        tmp_path / "src",
+        tmp_path / "o2",
+        PrepareConfig(**{**SMALL, "crop": None}, bands=3, band_rule="window", val_list=("img1",)),
+    )
     assert {i["split"] for i in m2["images"] if i["file"] == "img1.npy"} == {"val"}
     assert sum(i["file"] == "img1.npy" for i in m2["images"]) == 2
 

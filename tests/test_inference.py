@@ -156,3 +156,26 @@ def test_percentile_normalisation_ignores_outliers(rng, tiny_model):
     assert np.abs(robust[1:] - plain[1:]).mean() < 0.02
     with pytest.raises(InputError, match="normalise"):
         denoise(cube, model=tiny_model, normalise="zscore")
+
+
+def test_budget_tiles_are_balanced_so_little_area_is_computed_twice(rng, tiny_model, monkeypatch):
+    import ras2s.inference as inference
+
+    seen = {}
+    real_run_tiled = inference.run_tiled
+
+    def spy(data, fn, *, tile, overlap, **kwargs):
+        seen["tile"], seen["overlap"] = tile, overlap
+        return real_run_tiled(data, fn, tile=tile, overlap=overlap, **kwargs)
+
+    monkeypatch.setattr(inference, "run_tiled", spy)
+    cube = rng.random((4, 100, 60), dtype=np.float32)
+    bands, h, w = cube.shape
+    fixed = cube.nbytes * 2 + h * w * 4
+    budget = fixed + network_bytes(bands, 50 * 50, 4) + 1
+    denoise(cube, model=tiny_model, max_memory=budget)
+    largest = choose_tile(bands, h, w, max_memory=budget, fixed_bytes=fixed, channels=4)
+    assert largest == 48 and seen["overlap"] == 12
+    # 3 x 42 pixels down the 100-pixel side and 2 x 36 across the 60 (instead of 3 and 2
+    # tiles of 48): the same tile count, and only the overlap strips computed twice.
+    assert seen["tile"] == (42, 36)

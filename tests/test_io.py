@@ -28,8 +28,14 @@ from ras2s.io import (
 )
 
 EXTS = [".mat", ".npy", ".npz", ".h5", ".tif", ".hdr"]
-EXPECTED_LAYOUT = {".mat": "HWB", ".npy": "BHW", ".npz": "BHW", ".h5": "BHW", ".tif": "BHW",
-                   ".hdr": "BHW"}
+EXPECTED_LAYOUT = {
+    ".mat": "HWB",
+    ".npy": "BHW",
+    ".npz": "BHW",
+    ".h5": "BHW",
+    ".tif": "BHW",
+    ".hdr": "BHW",
+}
 
 
 def cube(shape=(5, 8, 8), dtype=np.float32, seed=0) -> np.ndarray:
@@ -126,8 +132,13 @@ def test_mat_v73_writer_for_large_arrays(tmp_path, monkeypatch):
 
 def test_tiff_layout_from_metadata(tmp_path):
     data = cube((5, 6, 7))
-    tifffile.imwrite(tmp_path / "hwb.tif", data.transpose(1, 2, 0), photometric="minisblack",
-                     planarconfig="contig", metadata={"axes": "YXS"})
+    tifffile.imwrite(
+        tmp_path / "hwb.tif",
+        data.transpose(1, 2, 0),
+        photometric="minisblack",
+        planarconfig="contig",
+        metadata={"axes": "YXS"},
+    )
     got = read_cube(tmp_path / "hwb.tif")
     assert got.layout == "HWB"
     np.testing.assert_array_equal(got.data, data)
@@ -142,10 +153,20 @@ def test_tiff_layout_from_metadata(tmp_path):
 def test_envi_interleave_and_header_survive(tmp_path, interleave, layout):
     data = cube((4, 6, 7), np.int16)
     wl = ["400.5", "500", "600", "700"]
-    meta = {"wavelength": wl, "fwhm": ["10"] * 4, "wavelength units": "nm",
-            "band names": ["a", "b", "c", "d"], "description": "test scene"}
-    envi.save_image(str(tmp_path / "in.hdr"), data.transpose(1, 2, 0), interleave=interleave,
-                    metadata=meta, ext=".img")
+    meta = {
+        "wavelength": wl,
+        "fwhm": ["10"] * 4,
+        "wavelength units": "nm",
+        "band names": ["a", "b", "c", "d"],
+        "description": "test scene",
+    }
+    envi.save_image(
+        str(tmp_path / "in.hdr"),
+        data.transpose(1, 2, 0),
+        interleave=interleave,
+        metadata=meta,
+        ext=".img",
+    )
     got = read_cube(tmp_path / "in.hdr")
     assert got.layout == layout and got.data.dtype == np.int16
     np.testing.assert_array_equal(got.data, data)
@@ -193,24 +214,34 @@ def test_written_files_respect_umask(tmp_path):
 # --------------------------------------------------------------------------- layout rule
 
 
-@pytest.mark.parametrize(("shape", "convention", "expected"), [
-    ((512, 512, 31), None, "HWB"),
-    ((31, 512, 512), None, "BHW"),
-    ((100, 100, 64), None, "HWB"),
-    ((80, 100, 162), "HWB", "HWB"),
-    ((100, 100, 64), "HWB", "HWB"),
-    ((8, 8, 8), "HWB", "HWB"),
-    ((31, 48, 31), "HWB", "HWB"),
-    ((229, 394, 17), "HWB", "HWB"),
-])
+@pytest.mark.parametrize(
+    ("shape", "convention", "expected"),
+    [
+        ((512, 512, 31), None, "HWB"),
+        ((31, 512, 512), None, "BHW"),
+        ((100, 100, 64), None, "HWB"),
+        ((80, 100, 162), "HWB", "HWB"),
+        ((100, 100, 64), "HWB", "HWB"),
+        ((8, 8, 8), "HWB", "HWB"),
+        ((31, 48, 31), "HWB", "HWB"),
+        ((229, 394, 17), "HWB", "HWB"),
+    ],
+)
 def test_detect_layout(shape, convention, expected):
     assert detect_layout(shape, convention=convention) == expected
 
 
-@pytest.mark.parametrize(("shape", "convention"), [
-    ((31, 48, 80), None), ((80, 100, 162), None), ((8, 8, 8), None), ((31, 48, 31), None),
-    ((64, 100, 100), "HWB"), ((31, 8, 8), "HWB"),
-])
+@pytest.mark.parametrize(
+    ("shape", "convention"),
+    [
+        ((31, 48, 80), None),
+        ((80, 100, 162), None),
+        ((8, 8, 8), None),
+        ((31, 48, 31), None),
+        ((64, 100, 100), "HWB"),
+        ((31, 8, 8), "HWB"),
+    ],
+)
 def test_detect_layout_refuses_to_guess(shape, convention):
     with pytest.raises(LayoutError, match=re.escape(str(shape)) + ".*--layout"):
         detect_layout(shape, source="x.npy", convention=convention)
@@ -246,8 +277,7 @@ def test_layout_rule_on_files(tmp_path):
 
 def test_layout_override_wins_over_metadata(tmp_path):
     data = cube((5, 6, 7))
-    tifffile.imwrite(tmp_path / "a.tif", data, photometric="minisblack",
-                     metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "a.tif", data, photometric="minisblack", metadata={"axes": "CYX"})
     assert read_cube(tmp_path / "a.tif", layout="HWB").data.shape == (7, 5, 6)
 
 
@@ -278,15 +308,17 @@ def test_key_missing_lists_available(tmp_path):
 
 
 def test_key_only_2d_arrays(tmp_path):
-    scipy.io.savemat(tmp_path / "jasper.mat", {"Y": np.zeros((198, 100), np.uint16),
-                                               "nBand": np.uint8(198)})
+    scipy.io.savemat(
+        tmp_path / "jasper.mat", {"Y": np.zeros((198, 100), np.uint16), "nBand": np.uint8(198)}
+    )
     with pytest.raises(InputError, match=r"jasper\.mat.*'Y' is 2-D \(198, 100\).*must be 3-D"):
         read_cube(tmp_path / "jasper.mat")
 
 
 def test_key_non_numeric_mat_variables(tmp_path):
-    scipy.io.savemat(tmp_path / "a.mat", {"mask": np.ones((8, 8, 5), bool),
-                                          "cube": cube((8, 8, 5))})
+    scipy.io.savemat(
+        tmp_path / "a.mat", {"mask": np.ones((8, 8, 5), bool), "cube": cube((8, 8, 5))}
+    )
     assert read_cube(tmp_path / "a.mat").key == "cube"
     with pytest.raises(InputError, match=r"a\.mat: 'mask' is \(8, 8, 5\) logical, not numeric"):
         read_cube(tmp_path / "a.mat", key="mask")
@@ -350,8 +382,11 @@ def test_error_unreadable_file(tmp_path, monkeypatch):
 
 def test_error_unknown_extension(tmp_path):
     (tmp_path / "cube.xyz").write_bytes(b"123")
-    with pytest.raises(InputError, match=r"cube\.xyz: unknown extension '\.xyz'; supported: "
-                                         r"\.mat, \.npy.*\.hdr"):
+    with pytest.raises(
+        InputError,
+        match=r"cube\.xyz: unknown extension '\.xyz'; supported: "
+        r"\.mat, \.npy.*\.hdr",
+    ):
         read_cube(tmp_path / "cube.xyz")
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "one.png")
     with pytest.raises(InputError, match=r"one\.png.*folder of per-band \.png"):
@@ -406,13 +441,16 @@ def test_error_plain_hdf5_named_mat(tmp_path):
         read_cube(tmp_path / "p.mat")
 
 
-@pytest.mark.parametrize(("shape", "pattern"), [
-    ((8, 8), r"is 2-D \(8, 8\); a cube must be 3-D"),
-    ((5,), r"is 1-D \(5,\)"),
-    ((1, 5, 8, 8), r"is 4-D \(1, 5, 8, 8\).*singleton axes are not squeezed"),
-    ((2, 5, 8, 8), r"is 4-D \(2, 5, 8, 8\); a cube must be 3-D"),
-    ((0, 8, 8), r"zero-size axis \(0, 8, 8\)"),
-])
+@pytest.mark.parametrize(
+    ("shape", "pattern"),
+    [
+        ((8, 8), r"is 2-D \(8, 8\); a cube must be 3-D"),
+        ((5,), r"is 1-D \(5,\)"),
+        ((1, 5, 8, 8), r"is 4-D \(1, 5, 8, 8\).*singleton axes are not squeezed"),
+        ((2, 5, 8, 8), r"is 4-D \(2, 5, 8, 8\); a cube must be 3-D"),
+        ((0, 8, 8), r"zero-size axis \(0, 8, 8\)"),
+    ],
+)
 def test_error_bad_shapes(tmp_path, shape, pattern):
     np.save(tmp_path / "bad.npy", np.zeros(shape, np.float32))
     with pytest.raises(InputError, match=r"bad\.npy: .*" + pattern):
@@ -490,7 +528,8 @@ def test_png_rgb_bands(tmp_path):
     gray = cube((6, 9), np.uint8)
     for i in (1, 2):
         Image.fromarray(np.stack([gray] * 3 + [np.full_like(gray, 255)], -1)).save(
-            folder / f"x_{i}.png")
+            folder / f"x_{i}.png"
+        )
     got = read_cube(folder)
     assert got.data.shape == (2, 6, 9) and got.data.dtype == np.uint8
     np.testing.assert_array_equal(got.data[1], gray)
@@ -515,8 +554,11 @@ def test_is_png_cube_folder(tmp_path):
 
 
 def test_png_write_refuses_other_dtypes(tmp_path):
-    with pytest.raises(OutputError, match=r"out: PNG holds only uint8 or uint16.*float32.*"
-                                          r"pick another format"):
+    with pytest.raises(
+        OutputError,
+        match=r"out: PNG holds only uint8 or uint16.*float32.*"
+        r"pick another format",
+    ):
         write_cube(tmp_path / "out", cube())
     assert list(tmp_path.iterdir()) == []
 
@@ -594,12 +636,15 @@ def _half_then_fail(path, *args, **kwargs):
     raise OSError(28, "No space left on device")
 
 
-@pytest.mark.parametrize(("ext", "module", "func"), [
-    (".mat", scipy.io, "savemat"),
-    (".npy", np, "save"),
-    (".tif", tifffile, "imwrite"),
-    (".hdr", envi, "save_image"),
-])
+@pytest.mark.parametrize(
+    ("ext", "module", "func"),
+    [
+        (".mat", scipy.io, "savemat"),
+        (".npy", np, "save"),
+        (".tif", tifffile, "imwrite"),
+        (".hdr", envi, "save_image"),
+    ],
+)
 def test_atomic_write_failure_leaves_nothing(tmp_path, monkeypatch, ext, module, func):
     old = cube(seed=1)
     out = write_cube(tmp_path / f"cube{ext}", old)
@@ -686,8 +731,10 @@ def _manifest() -> list:
     return rows
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"real data folder {DATA} is not present "
-                    "(shared/data beside the checkout)")
+@pytest.mark.skipif(
+    not DATA.is_dir(),
+    reason=f"real data folder {DATA} is not present (shared/data beside the checkout)",
+)
 class TestRealData:
     @pytest.mark.parametrize(("file", "key", "shape", "dtype"), _manifest())
     def test_manifest_cube(self, file, key, shape, dtype):

@@ -122,3 +122,13 @@ def test_select_region_forward_and_surrogate_gradient():
     surrogate.sum().backward()
     assert torch.allclose(scores.grad, soft_scores.grad)
     assert torch.count_nonzero(candidates.grad.abs().sum(2)) == 16
+
+
+def test_select_region_ties_go_to_the_first_region_like_argmax():
+    candidates = torch.arange(3.0).view(1, 3, 1, 1, 1).expand(1, 3, 2, 2, 2).clone()
+    scores = torch.tensor(
+        [[[1.0, 2.0], [0.5, 0.0]], [[1.0, 2.0], [0.7, 0.0]], [[0.0, 2.0], [0.7, 0.0]]]
+    )
+    out = select_region(candidates, scores.unsqueeze(0))
+    assert torch.equal(out[0, 0], scores.argmax(0).float())
+    assert torch.equal(out[0, 0], torch.tensor([[0.0, 0.0], [1.0, 0.0]]))

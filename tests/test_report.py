@@ -42,7 +42,7 @@ def cubes():
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:SIZE, 0:SIZE] / SIZE
     lam = np.linspace(0, 1, BANDS)[:, None, None]
-    clean = (0.2 + 0.3 * np.sin(3 * x + 2 * lam) * np.cos(2 * y) + 0.3 * lam * y)
+    clean = 0.2 + 0.3 * np.sin(3 * x + 2 * lam) * np.cos(2 * y) + 0.3 * lam * y
     clean = np.clip(clean, 0, 1).astype(np.float32)
     noisy = (clean + 0.1 * rng.standard_normal(clean.shape)).astype(np.float32)
     good = (clean + 0.01 * rng.standard_normal(clean.shape)).astype(np.float32)
@@ -100,11 +100,13 @@ def test_inset_panel_draws_box_and_magnified_copy(cubes):
     assert _is_frame(out[0, :m]).all() and _is_frame(out[:m, m - 1]).all()
     assert not _is_frame(out[m, m]) or _is_frame(rgb[m, m])
     # inside the box: the image; inside the copy: the crop, magnified (nearest)
-    np.testing.assert_array_equal(out[y0 + 1 : y0 + s - 1, x0 + 1 : x0 + s - 1],
-                                  rgb[y0 + 1 : y0 + s - 1, x0 + 1 : x0 + s - 1])
+    np.testing.assert_array_equal(
+        out[y0 + 1 : y0 + s - 1, x0 + 1 : x0 + s - 1], rgb[y0 + 1 : y0 + s - 1, x0 + 1 : x0 + s - 1]
+    )
     pick = (np.arange(m) * s) // m
-    np.testing.assert_array_equal(out[1 : m - 1, 1 : m - 1],
-                                  rgb[y0 : y0 + s, x0 : x0 + s][pick][:, pick][1:-1, 1:-1])
+    np.testing.assert_array_equal(
+        out[1 : m - 1, 1 : m - 1], rgb[y0 : y0 + s, x0 : x0 + s][pick][:, pick][1:-1, 1:-1]
+    )
     # upscaled: box and copy scale with it, the copy goes opposite the box
     big = inset_panel(np.zeros((50, 50, 3), np.uint8), (5, 5, 10), upscale=4)
     geo = inset_geometry((50, 50), (5, 5, 10), upscale=4)
@@ -206,12 +208,19 @@ def test_build_report_embeds_everything(cubes, tmp_path):
     evaluation = tmp_path / "eval"
     evaluation.mkdir()
     (evaluation / "table.md").write_text(TABLE_MD)
-    (evaluation / "per_image.csv").write_text("image,method,mpsnr\ncloth,noisy,18.6\n"
-                                              "cloth,bm4d,30.0\n")
+    (evaluation / "per_image.csv").write_text(
+        "image,method,mpsnr\ncloth,noisy,18.6\ncloth,bm4d,30.0\n"
+    )
     (evaluation / "results.json").write_text(json.dumps({"case": "iid30", "seed": 0}))
     out = tmp_path / "report"
-    page = build_report(out, results_dir=evaluation, clean=clean, noisy=noisy,
-                        results=results, settings={"case": "iid30"}).read_text()
+    page = build_report(
+        out,
+        results_dir=evaluation,
+        clean=clean,
+        noisy=noisy,
+        results=results,
+        settings={"case": "iid30"},
+    ).read_text()
     assert page.count("<img") == 4 and page.count("data:image/png;base64,") == 4
     for name in ("comparison", "error_maps", "spectral_difference", "per_band_psnr"):
         assert (out / f"{name}.png").stat().st_size > 5000
@@ -246,9 +255,24 @@ def test_report_command(cubes, tmp_path):
     for name, cube in (("clean", clean), ("noisy", noisy), ("good", results["good"])):
         np.save(tmp_path / f"{name}.npy", cube * 1000)  # any unit: mapped by clean's range
     out = tmp_path / "out"
-    args = ["--clean", str(tmp_path / "clean.npy"), "--noisy", str(tmp_path / "noisy.npy"),
-            "--denoised", f"good={tmp_path / 'good.npy'}", "-o", str(out), "--layout", "BHW",
-            "--bands", "20,10,2", "--pixels", "3,4;10,12", "--inset", "5,5,12"]
+    args = [
+        "--clean",
+        str(tmp_path / "clean.npy"),
+        "--noisy",
+        str(tmp_path / "noisy.npy"),
+        "--denoised",
+        f"good={tmp_path / 'good.npy'}",
+        "-o",
+        str(out),
+        "--layout",
+        "BHW",
+        "--bands",
+        "20,10,2",
+        "--pixels",
+        "3,4;10,12",
+        "--inset",
+        "5,5,12",
+    ]
     result = CliRunner().invoke(report_command, args)
     assert result.exit_code == 0, result.output
     page = (out / "report.html").read_text()
@@ -260,6 +284,7 @@ def test_report_command(cubes, tmp_path):
     assert CliRunner().invoke(report_command, [*args, "--force"]).exit_code == 0
     bad = CliRunner().invoke(report_command, [*args, "--force", "--bands", "1,2"])
     assert bad.exit_code == 2 and "--bands" in bad.output
-    lone = CliRunner().invoke(report_command, ["--noisy", str(tmp_path / "noisy.npy"),
-                                               "-o", str(tmp_path / "o2")])
+    lone = CliRunner().invoke(
+        report_command, ["--noisy", str(tmp_path / "noisy.npy"), "-o", str(tmp_path / "o2")]
+    )
     assert lone.exit_code == 2 and "--clean" in lone.output

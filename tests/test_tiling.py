@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import ras2s.tiling as tiling
 from ras2s.errors import InputError
-from ras2s.tiling import Tile, blend_window, run_tiled, tile_for_budget, tile_grid
+from ras2s.tiling import Tile, balanced_tile, blend_window, run_tiled, tile_for_budget, tile_grid
 
 DTYPES = [np.float32, np.float64, np.uint16, np.int16, np.uint8]
 
@@ -538,3 +538,25 @@ def test_tile_for_budget_examples_and_errors():
         tile_for_budget(31, 0.0, 10**9)
     with pytest.raises(InputError, match="bands"):
         tile_for_budget(0, 4.0, 10**9)
+
+
+@pytest.mark.parametrize("length", [33, 100, 257, 512, 1000, 2048])
+@pytest.mark.parametrize("tile,overlap", [(64, 16), (120, 32), (448, 32)])
+def test_balanced_tile_keeps_the_tile_count_and_wastes_less(length, tile, overlap):
+    side, _ = balanced_tile(length, 1, tile, overlap)
+    assert side <= min(tile, length)
+    before = tile_grid(length, 1, tile, overlap)
+    after = tile_grid(length, 1, side, overlap)
+    assert len(after) == len(before)
+    covered = np.zeros(length, bool)
+    for t in after:
+        covered[t.y0 : t.y1] = True
+    assert covered.all()
+    assert len(after) * side <= len(before) * min(tile, length)
+    if len(after) > 1:  # only the overlap strips are computed twice (up to rounding)
+        assert len(after) * side - length < len(after) * (overlap + 1)
+
+
+def test_balanced_tile_at_512_computes_far_less_than_the_largest_tile():
+    assert balanced_tile(512, 512, 448, 32) == (272, 272)
+    assert balanced_tile(200, 512, 448, 32) == (200, 272)

@@ -24,8 +24,17 @@ from ras2s.train.noise_schedule import lr_factor_at, noise_kind_at, noisy_batch
 pytest.importorskip("lightning")
 import lightning as L  # noqa: E402
 
-TINY = dict(channels=4, regions=2, reach=1, batch_size=2, val_max_patches=2, threads=1,
-            log_every=1, steps_per_epoch=2, noise_stages=((0.0, "noniid"), (0.5, "complex")))
+TINY = dict(
+    channels=4,
+    regions=2,
+    reach=1,
+    batch_size=2,
+    val_max_patches=2,
+    threads=1,
+    log_every=1,
+    steps_per_epoch=2,
+    noise_stages=((0.0, "noniid"), (0.5, "complex")),
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +45,13 @@ def store(tmp_path_factory) -> Path:
     (root / "src").mkdir()
     for k in range(4):
         np.save(root / "src" / f"c{k}.npy", rng.random((8, 16, 16)).astype(np.float32))
-    prepare(root / "src", root / "data",
-            PrepareConfig(crop=None, patch=8, scales=(1.0,), strides=(8,), layout="BHW",
-                          val_list=("c3",)))
+    prepare(
+        root / "src",
+        root / "data",
+        PrepareConfig(
+            crop=None, patch=8, scales=(1.0,), strides=(8,), layout="BHW", val_list=("c3",)
+        ),
+    )
     return root / "data"
 
 
@@ -64,8 +77,15 @@ def test_config_defaults_are_the_papers():
 
 
 def test_config_yaml_round_trip_and_overrides(tmp_path):
-    c = apply_overrides(TrainConfig(), ["lr=5e-4", "betas=[0.8, 0.9]", "max_time=null",
-                                        "noise_stages=[[0, noniid], [0.1, complex]]"])
+    c = apply_overrides(
+        TrainConfig(),
+        [
+            "lr=5e-4",
+            "betas=[0.8, 0.9]",
+            "max_time=null",
+            "noise_stages=[[0, noniid], [0.1, complex]]",
+        ],
+    )
     assert c.lr == 5e-4 and c.betas == (0.8, 0.9)
     assert c.noise_stages == ((0.0, "noniid"), (0.1, "complex"))
     assert load_config(dump_config(c, tmp_path / "c.yaml")) == c
@@ -86,8 +106,10 @@ def test_training_noise_is_seeded():
 
 
 def test_commands_import_without_lightning():
-    code = ("import sys; sys.modules['lightning'] = None; "
-            "import ras2s.train.commands as c; print(c.train.name)")
+    code = (
+        "import sys; sys.modules['lightning'] = None; "
+        "import ras2s.train.commands as c; print(c.train.name)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "train"
@@ -112,8 +134,9 @@ def test_resume_gives_the_same_weights(store, tmp_path):
     fit(_cfg(store, tmp_path / "split", max_steps=4), resume=True)
     full = _weights(tmp_path / "full/checkpoints/last.ckpt")
     split = _weights(tmp_path / "split/checkpoints/last.ckpt")
-    assert torch.load(tmp_path / "split/checkpoints/last.ckpt",
-                      weights_only=True)["global_step"] == 4
+    assert (
+        torch.load(tmp_path / "split/checkpoints/last.ckpt", weights_only=True)["global_step"] == 4
+    )
     for key in full:
         torch.testing.assert_close(split[key], full[key], rtol=0, atol=1e-6, msg=key)
     assert (tmp_path / "full/config.yaml").is_file()
@@ -132,8 +155,16 @@ class _SaveRankWeights(L.Callback):
 def test_ddp_two_cpu_processes_end_with_identical_weights(store, tmp_path):
     from ras2s.train.run import fit
 
-    cfg = _cfg(store, tmp_path / "ddp", max_steps=2, devices=2, accelerator="cpu",
-               strategy="ddp_fork", steps_per_epoch=None, val_max_patches=1)
+    cfg = _cfg(
+        store,
+        tmp_path / "ddp",
+        max_steps=2,
+        devices=2,
+        accelerator="cpu",
+        strategy="ddp_fork",
+        steps_per_epoch=None,
+        val_max_patches=1,
+    )
     trainer, _ = fit(cfg, callbacks=(_SaveRankWeights(str(tmp_path)),))
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
@@ -159,17 +190,37 @@ def test_cli_train_then_export_loads_with_card(store, tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "run"
-    result = runner.invoke(_cli, [
-        "train", "--data", str(store), "--out", str(out), "--max-steps", "2",
-        "--set", "channels=4", "--set", "regions=2", "--set", "batch_size=2",
-        "--set", "threads=1", "--set", "val_max_patches=2", "--set", "steps_per_epoch=2",
-    ])
+    result = runner.invoke(
+        _cli,
+        [
+            "train",
+            "--data",
+            str(store),
+            "--out",
+            str(out),
+            "--max-steps",
+            "2",
+            "--set",
+            "channels=4",
+            "--set",
+            "regions=2",
+            "--set",
+            "batch_size=2",
+            "--set",
+            "threads=1",
+            "--set",
+            "val_max_patches=2",
+            "--set",
+            "steps_per_epoch=2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = load_config(out / "config.yaml")
     assert saved.channels == 4 and saved.max_steps == 2 and saved.data == str(store)
     weights = tmp_path / "w" / "tiny.pt"
-    result = runner.invoke(_cli, ["export", str(out / "checkpoints" / "last.ckpt"),
-                                  "-o", str(weights)])
+    result = runner.invoke(
+        _cli, ["export", str(out / "checkpoints" / "last.ckpt"), "-o", str(weights)]
+    )
     assert result.exit_code == 0, result.output
     model = ras2s.load_model(weights)
     assert model.config.channels == 4
@@ -182,8 +233,9 @@ def test_cli_train_then_export_loads_with_card(store, tmp_path):
     assert set(card["validation"]["last"]) >= {"mpsnr", "mssim", "sam"}
     with torch.no_grad():
         assert model(torch.rand(1, 8, 8, 8)).shape == (1, 8, 8, 8)
-    again = runner.invoke(_cli, ["export", str(out / "checkpoints" / "last.ckpt"),
-                                 "-o", str(weights)])
+    again = runner.invoke(
+        _cli, ["export", str(out / "checkpoints" / "last.ckpt"), "-o", str(weights)]
+    )
     assert again.exit_code == 2 and "--force" in again.output
 
 
@@ -192,14 +244,47 @@ def test_cli_prepare_band_mismatch_is_one_line_error(tmp_path):
     src.mkdir()
     np.save(src / "a.npy", np.random.default_rng(0).random((31, 16, 16)).astype(np.float32))
     np.save(src / "b.npy", np.random.default_rng(1).random((17, 16, 16)).astype(np.float32))
-    result = CliRunner().invoke(_cli, ["prepare", str(src), "-o", str(tmp_path / "o"),
-                                       "--patch", "8", "--scales", "1", "--strides", "8",
-                                       "--layout", "BHW"])
+    result = CliRunner().invoke(
+        _cli,
+        [
+            "prepare",
+            str(src),
+            "-o",
+            str(tmp_path / "o"),
+            "--patch",
+            "8",
+            "--scales",
+            "1",
+            "--strides",
+            "8",
+            "--layout",
+            "BHW",
+        ],
+    )
     assert result.exit_code == 2
     assert "a.npy: 31" in result.output and "b.npy: 17" in result.output
-    ok = CliRunner().invoke(_cli, ["prepare", str(src), "-o", str(tmp_path / "o"),
-                                   "--patch", "8", "--scales", "1", "--strides", "8",
-                                   "--layout", "BHW", "--bands", "17",
-                                   "--band-rule", "select", "--val-list", "b"])
+    ok = CliRunner().invoke(
+        _cli,
+        [
+            "prepare",
+            str(src),
+            "-o",
+            str(tmp_path / "o"),
+            "--patch",
+            "8",
+            "--scales",
+            "1",
+            "--strides",
+            "8",
+            "--layout",
+            "BHW",
+            "--bands",
+            "17",
+            "--band-rule",
+            "select",
+            "--val-list",
+            "b",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert "4 training and 4 validation patches of 17 x 8 x 8" in ok.output

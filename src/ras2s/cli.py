@@ -10,7 +10,6 @@ import functools
 import json
 import re
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,6 +198,14 @@ def _check_output(path: Path, force: bool) -> None:
     default=None,
     help="Also write a before/after false-colour PNG (one input only).",
 )
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Processes for many inputs: the files are shared out and each is written once. "
+    "CPU threads are divided between them; with --device cuda, worker k uses GPU k.",
+)
 @force_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 @handle_errors
@@ -220,6 +227,7 @@ def denoise(
     method,
     sigma,
     preview,
+    workers,
     force,
     quiet,
 ) -> None:
@@ -232,16 +240,16 @@ def denoise(
     import torch
     from tqdm import tqdm
 
-    from .inference import denoise as run_denoise
-    from .inference import denoise_classical, resolve_device, return_freed_memory_to_the_system
-    from .io import read_cube, write_atomically, write_cube
+    from .batch import DenoiseSettings, denoise_in_workers, denoise_serially
+    from .inference import resolve_device
     from .weights import load_model
 
-    return_freed_memory_to_the_system()
     if threads is not None:
         if threads < 1:
             raise InputError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
     sources = _expand_inputs(inputs)
     many = len(sources) > 1
     if many and output is not None and not Path(output).is_dir():
@@ -257,8 +265,9 @@ def denoise(
         _check_output(Path(preview), force)
 
     torch_device = resolve_device(device)
+    model = None
     if method == "ras2s":
-        model = load_model(weights, torch_device, download=download)
+        model = load_model(weights, torch_device, download=download)  # fail early, once
     else:
         from .baselines import available
 
@@ -268,47 +277,44 @@ def denoise(
         if reason is not None:
             raise InputError(reason)
     show = not quiet and sys.stderr.isatty()
+    parallel = many and workers > 1
+    settings = DenoiseSettings(
+        method=method,
+        weights=weights,
+        download=download,
+        key=key,
+        layout=layout,
+        tile=tile,
+        overlap=overlap,
+        max_memory=max_memory,
+        device=str(torch_device) if device != "auto" else device,
+        threads=threads,
+        nan_policy=nan_policy,
+        normalise=normalise,
+        sigma=None if sigma is None else sigma / 255,
+        force=force,
+        progress=show and not parallel,
+    )
+    if parallel:
+        model = None  # each worker loads its own copy
+        results = denoise_in_workers(sources, targets, settings, min(workers, len(sources)))
+    else:
+        results = denoise_serially(
+            sources, targets, settings, model, Path(preview) if preview else None
+        )
     failures = 0
     bar = tqdm(total=len(sources), desc="files", unit="file", disable=not (show and many))
-    for source, target in zip(sources, targets, strict=True):
-        try:
-            cube = read_cube(source, key=key, layout=layout)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                if method == "ras2s":
-                    result = run_denoise(
-                        cube.data,
-                        model=model,
-                        tile=tile,
-                        overlap=overlap,
-                        max_memory=max_memory,
-                        device=torch_device,
-                        progress=show,
-                        nan_policy=nan_policy,
-                        normalise=normalise,
-                    )
-                else:
-                    result = denoise_classical(
-                        cube.data,
-                        method,
-                        nan_policy=nan_policy,
-                        normalise=normalise,
-                        sigma=None if sigma is None else sigma / 255,
-                    )
-            for warning in caught:
-                click.echo(f"ras2s: warning: {source}: {warning.message}", err=True)
-            write_cube(target, result, like=cube, force=force)
-            if preview is not None:
-                from .report import write_preview
-
-                write_atomically(preview, functools.partial(write_preview, cube.data, result))
-            if not quiet:
-                click.echo(f"{source} -> {target}", err=True)
-        except Ras2sError as err:
+    for result in results:
+        for message in result.warnings:
+            click.echo(f"ras2s: warning: {result.source}: {message}", err=True)
+        if result.error is not None:
             if not many:
-                raise
+                raise Ras2sError(result.error)
             failures += 1
-            click.echo(f"ras2s: error: {err}", err=True)
+            click.echo(f"ras2s: error: {result.error}", err=True)
+        elif not quiet:
+            worker = f" (worker {result.worker})" if parallel else ""
+            click.echo(f"{result.source} -> {result.target}{worker}", err=True)
         bar.update()
     bar.close()
     if failures:
@@ -325,7 +331,7 @@ def info(path, key, layout, as_json) -> None:
     """Describe a cube file: format, stored shape, layout, bands, dtype, value range."""
     import numpy as np
 
-    from .inference import DEFAULT_MAX_MEMORY, choose_tile
+    from .inference import DEFAULT_MAX_MEMORY, choose_tile, fixed_bytes
     from .io import read_cube
 
     cube = read_cube(path, key=key, layout=layout)
@@ -355,7 +361,7 @@ def info(path, key, layout, as_json) -> None:
                 height,
                 width,
                 max_memory=DEFAULT_MAX_MEMORY,
-                fixed_bytes=data.nbytes + 4 * data.size + 4 * height * width,
+                fixed_bytes=fixed_bytes(data.shape, data.dtype),
             ),
         ),
     }

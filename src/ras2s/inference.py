@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .tiling import run_tiled, tile_for_budget
+from .tiling import balanced_tile, run_tiled, tile_for_budget
 
 GiB = 1 << 30
 DEFAULT_MAX_MEMORY = 2 * GiB
@@ -28,33 +28,13 @@ _PERCENTILE_SAMPLE = 4_000_000
 
 # Network working memory, in bytes, of one tile: PER_PIXEL_BAND * bands * pixels +
 # PER_PIXEL * pixels (float32). Measured as peak RSS growth of RAS2S(C=14) under
-# torch.inference_mode on CPU with return_freed_memory_to_the_system() in effect
-# (benchmarks/memory_calibration.py: 6152 B/px at 8 bands, 7444-8636 at 31, 9710 at 62,
-# 25476 at 191); this fit over-estimates every measured case.
-PER_PIXEL_BAND_BYTES = 160
+# torch.inference_mode on CPU with glibc's default allocator (benchmarks/
+# memory_calibration.py: 6690 B/px at 8 bands, 10497-11121 at 31, 17195 at 62, 46822 at
+# 191); this fit over-estimates every measured case. (Forcing glibc to return every freed
+# block to the system lowers these by up to 1.8x but doubles the run time in page faults;
+# see docs/measurements.md.)
+PER_PIXEL_BAND_BYTES = 240
 PER_PIXEL_BYTES = 5200
-
-
-def return_freed_memory_to_the_system() -> bool:
-    """Make glibc hand large freed blocks straight back to the operating system.
-
-    glibc raises its mmap threshold after large blocks are freed, after which the
-    network's many tile-sized temporaries are served from a heap that only grows, and
-    resident memory ends up 1.3-1.7x the live tensors. Fixing the threshold at 128 KiB
-    keeps peak RSS near the live size (measured by ``benchmarks/memory_calibration.py``).
-    It is process-wide and harmless; :func:`denoise` calls it so that ``max_memory``
-    holds. Returns whether it took effect (False where the C library is not glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_mmap_threshold = -3
-    return bool(mallopt(m_mmap_threshold, 128 * 1024))
 
 
 def network_bytes(bands: int, pixels: int, channels: int = 14) -> int:
@@ -186,6 +166,19 @@ def _map_back(out: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndar
     return out.astype(dtype, copy=False)
 
 
+def fixed_bytes(shape: tuple[int, int, int], dtype: np.dtype) -> int:
+    """Memory :func:`denoise` holds besides the network, for a ``(bands, H, W)`` cube.
+
+    The input itself, the float32 output, the blend's weight sum (``4 * H * W``) and,
+    for a non-float32 input, the output cast back to the input's dtype.
+    """
+    bands, height, width = shape
+    itemsize = np.dtype(dtype).itemsize
+    voxels = bands * height * width
+    cast = 0 if np.dtype(dtype) == np.float32 else itemsize * voxels
+    return voxels * itemsize + 4 * voxels + cast + 4 * height * width
+
+
 def choose_tile(
     bands: int,
     height: int,
@@ -266,7 +259,6 @@ def denoise(
     >>> noisy = np.random.default_rng(0).random((31, 64, 64), dtype=np.float32)
     >>> clean = ras2s.denoise(noisy, weights="official")  # doctest: +SKIP
     """
-    return_freed_memory_to_the_system()
     as_torch = isinstance(cube, torch.Tensor)
     array = cube.detach().cpu().numpy() if as_torch else np.asarray(cube)
     _check_cube(array)
@@ -290,15 +282,22 @@ def denoise(
         model = model.to(torch_device).eval()
     channels = getattr(getattr(model, "config", None), "channels", 14)
 
-    out_bytes = bands * height * width * 4
-    fixed = data.nbytes + out_bytes + height * width * 4
-    if tile is None:
+    automatic = tile is None
+    if automatic:
         tile = choose_tile(
-            bands, height, width, max_memory=max_memory, fixed_bytes=fixed, channels=channels
+            bands,
+            height,
+            width,
+            max_memory=max_memory,
+            fixed_bytes=fixed_bytes(data.shape, array.dtype),
+            channels=channels,
         )
     if overlap is None:
         overlap = min(DEFAULT_OVERLAP, max(0, tile // 4))
     overlap = min(overlap, max(0, min(tile, height, width) - 1))
+    tiles: int | tuple[int, int] = tile
+    if automatic and overlap < tile:  # as few tiles as the budget allows, no wasted area
+        tiles = balanced_tile(height, width, tile, overlap)
 
     def run_network(tile_cube: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -307,17 +306,21 @@ def denoise(
 
     if isinstance(progress, bool):
         progress = {"desc": "denoise", "unit": "tile", "leave": False} if progress else False
+    # The output is allocated in the caller's layout and filled through a bands-first
+    # view, so that no full-size transposed copy is ever made.
+    hwb = layout.upper() == "HWB"
+    buffer = np.empty((height, width, bands) if hwb else (bands, height, width), np.float32)
     out = run_tiled(
         data,
         run_network,
-        tile=tile,
+        out=buffer.transpose(2, 0, 1) if hwb else buffer,
+        tile=tiles,
         overlap=overlap,
         transform=_normaliser(lo, hi, fills),
         progress=progress,
     )
-    result = _map_back(out, lo, hi, array.dtype)
-    if layout.upper() == "HWB":
-        result = np.ascontiguousarray(result.transpose(1, 2, 0))
+    del out
+    result = _map_back(buffer, lo, hi, array.dtype)
     return torch.from_numpy(result) if as_torch else result
 
 

@@ -78,7 +78,15 @@ FORMATS: dict[str, str] = {
 
 LAYOUTS = ("HWB", "BHW")
 _MAT_NUMERIC = {
-    "double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+    "double",
+    "single",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
     "uint64",
 }
 _MAT73_THRESHOLD = 2**31  # bytes; .mat v5 cannot hold a variable this large
@@ -86,11 +94,23 @@ _MAT73_MAGIC = b"MATLAB 7.3"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ENVI_INTERLEAVE = {"bsq": "BHW", "bil": "HBW", "bip": "HWB"}
 _ENVI_STRUCTURAL = {
-    "samples", "lines", "bands", "data type", "interleave", "byte order", "header offset",
+    "samples",
+    "lines",
+    "bands",
+    "data type",
+    "interleave",
+    "byte order",
+    "header offset",
     "data file",
 }
-_ENVI_PER_BAND = {"wavelength", "fwhm", "band names", "bbl", "data gain values",
-                  "data offset values"}
+_ENVI_PER_BAND = {
+    "wavelength",
+    "fwhm",
+    "band names",
+    "bbl",
+    "data gain values",
+    "data offset values",
+}
 _SUPPORTED = ", ".join(FORMATS) + ", or a folder of per-band .png files"
 
 
@@ -154,8 +174,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _natural_key(name: str) -> list:
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower())
-            for t in re.split(r"(\d+)", name) if t]
+    return [
+        (0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", name) if t
+    ]
 
 
 def _is_real_numeric(dtype: np.dtype) -> bool:
@@ -179,8 +200,9 @@ def _parse_layout(layout: str | None, source: object) -> str | None:
         return None
     up = str(layout).upper()
     if up not in LAYOUTS:
-        raise InputError(f"{source}: layout must be HWB (bands last) or BHW (bands first), "
-                         f"got {layout!r}")
+        raise InputError(
+            f"{source}: layout must be HWB (bands last) or BHW (bands first), got {layout!r}"
+        )
     return up
 
 
@@ -191,11 +213,15 @@ def _check_cube(a: np.ndarray, source: object, key: str | None) -> None:
         hint = ""
         if a.ndim > 3 and 1 in a.shape:
             hint = "; singleton axes are not squeezed, save the cube without them"
-        raise InputError(f"{source}: {what} is {a.ndim}-D {a.shape}; a cube must be 3-D "
-                         f"(rows x cols x bands or bands x rows x cols){hint}")
+        raise InputError(
+            f"{source}: {what} is {a.ndim}-D {a.shape}; a cube must be 3-D "
+            f"(rows x cols x bands or bands x rows x cols){hint}"
+        )
     if not _is_real_numeric(a.dtype):
-        raise InputError(f"{source}: {what} {a.shape} has dtype {a.dtype}; a cube must hold "
-                         "real integers or floats (not bool, complex, text or objects)")
+        raise InputError(
+            f"{source}: {what} {a.shape} has dtype {a.dtype}; a cube must hold "
+            "real integers or floats (not bool, complex, text or objects)"
+        )
     if a.size == 0:
         raise InputError(f"{source}: {what} has a zero-size axis {a.shape}; the cube is empty")
 
@@ -218,18 +244,22 @@ def _select(path: Path, entries: dict[str, _Entry], key: str | None) -> str:
         if key not in entries:
             raise InputError(f"{path}: no variable {key!r}; available: {_listing(entries)}")
         if not entries[key].numeric:
-            raise InputError(f"{path}: {_describe(key, entries[key])}; a cube must hold "
-                             "real integers or floats")
+            raise InputError(
+                f"{path}: {_describe(key, entries[key])}; a cube must hold real integers or floats"
+            )
         return key
     cands = [n for n, e in entries.items() if e.numeric and len(e.shape) == 3]
     if len(cands) == 1:
         return cands[0]
     if not cands:
-        raise InputError(f"{path}: no 3-D numeric array to read as a cube; found: "
-                         f"{_listing(entries)}; a cube must be 3-D")
+        raise InputError(
+            f"{path}: no 3-D numeric array to read as a cube; found: "
+            f"{_listing(entries)}; a cube must be 3-D"
+        )
     listed = _listing({n: entries[n] for n in cands})
-    raise InputError(f"{path}: several 3-D arrays could be the cube: {listed}; "
-                     "pass --key NAME to choose one")
+    raise InputError(
+        f"{path}: several 3-D arrays could be the cube: {listed}; pass --key NAME to choose one"
+    )
 
 
 def _head(path: Path, n: int = 128) -> bytes:
@@ -240,8 +270,9 @@ def _head(path: Path, n: int = 128) -> bytes:
 # --------------------------------------------------------------------------- layout
 
 
-def detect_layout(shape: tuple[int, int, int], *, source: str = "array",
-                  convention: str | None = None) -> str:
+def detect_layout(
+    shape: tuple[int, int, int], *, source: str = "array", convention: str | None = None
+) -> str:
     """Decide how a 3-D array is stored: ``"HWB"`` (bands last) or ``"BHW"`` (bands first).
 
     Implements rules 3 and 4 of the module's layout rule (rules 1-2 live in
@@ -283,12 +314,14 @@ def detect_layout(shape: tuple[int, int, int], *, source: str = "array",
         raise LayoutError(
             f"{source}: shape {shape} contradicts the {convention} convention of its format "
             f"(it reads as {readings[convention]}, but looks like {readings[natural]}); "
-            "pass --layout HWB or --layout BHW")
+            "pass --layout HWB or --layout BHW"
+        )
     if natural is None:
         raise LayoutError(
             f"{source}: cannot tell the spectral axis of shape {shape} (bands must be the "
             "first or last axis, and the other two are not equal-sized rows x cols); "
-            "pass --layout HWB (bands last) or --layout BHW (bands first)")
+            "pass --layout HWB (bands last) or --layout BHW (bands first)"
+        )
     return natural
 
 
@@ -298,8 +331,10 @@ def detect_layout(shape: tuple[int, int, int], *, source: str = "array",
 def _read_mat(path: Path, key: str | None) -> _Raw:
     head = _head(path)
     if head.startswith(_HDF5_MAGIC):
-        raise InputError(f"{path}: plain HDF5 without a MATLAB header, not a MAT-file; "
-                         "rename it to .h5 to read it as HDF5")
+        raise InputError(
+            f"{path}: plain HDF5 without a MATLAB header, not a MAT-file; "
+            "rename it to .h5 to read it as HDF5"
+        )
     major, _ = matfile_version(str(path))
     if major == 2:
         return _read_mat73(path, key, head)
@@ -308,28 +343,26 @@ def _read_mat(path: Path, key: str | None) -> _Raw:
     data = scipy.io.loadmat(str(path), variable_names=[name], mat_dtype=False)[name]
     version = "5" if major == 1 else "4"
     header = head[:116].decode("latin-1").strip(" \x00") if major == 1 else ""
-    return _Raw(data, "mat", name, {"mat_version": version, "header": header},
-                convention="HWB")
+    return _Raw(data, "mat", name, {"mat_version": version, "header": header}, convention="HWB")
 
 
 def _read_mat73(path: Path, key: str | None, head: bytes) -> _Raw:
     entries: dict[str, _Entry] = {}
     with h5py.File(path, "r") as f:
+
         def visit(name: str, obj: object) -> None:
             if isinstance(obj, h5py.Dataset) and not name.startswith("#"):
                 cls = obj.attrs.get("MATLAB_class", b"")
                 cls = cls.decode() if isinstance(cls, bytes) else str(cls)
                 empty = bool(obj.attrs.get("MATLAB_empty", 0))
                 numeric = cls in _MAT_NUMERIC and obj.dtype.kind in "iuf" and not empty
-                entries[name] = _Entry(tuple(obj.shape or ())[::-1], cls or str(obj.dtype),
-                                       numeric)
+                entries[name] = _Entry(tuple(obj.shape or ())[::-1], cls or str(obj.dtype), numeric)
 
         f.visititems(visit)
         name = _select(path, entries, key.lstrip("/") if key else None)
         data = f[name][()].T  # back to MATLAB order (rows x cols x bands)
     header = head[:116].decode("latin-1").strip(" \x00")
-    return _Raw(data, "mat", name, {"mat_version": "7.3", "header": header},
-                convention="HWB")
+    return _Raw(data, "mat", name, {"mat_version": "7.3", "header": header}, convention="HWB")
 
 
 def _read_npy(path: Path, key: str | None) -> _Raw:
@@ -342,8 +375,10 @@ def _read_npy(path: Path, key: str | None) -> _Raw:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:
         if "allow_pickle" in str(exc):
-            raise InputError(f"{path}: holds pickled objects, not a numeric array; a cube "
-                             "must hold real integers or floats") from exc
+            raise InputError(
+                f"{path}: holds pickled objects, not a numeric array; a cube "
+                "must hold real integers or floats"
+            ) from exc
         raise
     return _Raw(data, "npy", None, {})
 
@@ -371,10 +406,12 @@ def _read_h5(path: Path, key: str | None) -> _Raw:
         return _read_mat73(path, key, head)
     entries: dict[str, _Entry] = {}
     with h5py.File(path, "r") as f:
+
         def visit(name: str, obj: object) -> None:
             if isinstance(obj, h5py.Dataset):
-                entries[name] = _Entry(tuple(obj.shape or ()), str(obj.dtype),
-                                       obj.dtype.kind in "iuf")
+                entries[name] = _Entry(
+                    tuple(obj.shape or ()), str(obj.dtype), obj.dtype.kind in "iuf"
+                )
 
         f.visititems(visit)
         name = _select(path, entries, key.lstrip("/") if key else None)
@@ -397,9 +434,13 @@ def _read_tiff_quiet(path: Path) -> _Raw:
         series = tif.series[0]
         data = series.asarray()
         axes = series.axes
-        meta = {"axes": axes, "series": len(tif.series), "pages": len(tif.pages),
-                "photometric": tif.pages[0].photometric.name,
-                "shaped_metadata": tif.shaped_metadata}
+        meta = {
+            "axes": axes,
+            "series": len(tif.series),
+            "pages": len(tif.pages),
+            "photometric": tif.pages[0].photometric.name,
+            "shaped_metadata": tif.shaped_metadata,
+        }
     layout = None
     if len(axes) == 3 and axes[1:] == "YX":
         layout = "BHW"
@@ -412,8 +453,9 @@ def _read_envi(path: Path, key: str | None) -> _Raw:
     img = envi.open(str(path))
     interleave = str(img.metadata.get("interleave", "bsq")).lower()
     if interleave not in _ENVI_INTERLEAVE:
-        raise InputError(f"{path}: unknown ENVI interleave {interleave!r}; expected bsq, "
-                         "bil or bip")
+        raise InputError(
+            f"{path}: unknown ENVI interleave {interleave!r}; expected bsq, bil or bip"
+        )
     mm = img.open_memmap(interleave="source")
     data = np.array(mm)
     del mm
@@ -437,17 +479,26 @@ def _png_band(path: Path) -> np.ndarray:
     if mode in ("RGB", "RGBA", "LA"):
         colour = a[..., :1] if mode == "LA" else a[..., :3]
         if not (colour == colour[..., :1]).all():
-            raise InputError(f"{path}: {mode} PNG whose colour channels differ; a band "
-                             "PNG must be grayscale (or RGB with identical channels)")
+            raise InputError(
+                f"{path}: {mode} PNG whose colour channels differ; a band "
+                "PNG must be grayscale (or RGB with identical channels)"
+            )
         return np.ascontiguousarray(colour[..., 0])
-    raise InputError(f"{path}: PNG mode {mode!r} is not supported; a band must be 8- or "
-                     "16-bit grayscale")
+    raise InputError(
+        f"{path}: PNG mode {mode!r} is not supported; a band must be 8- or 16-bit grayscale"
+    )
 
 
 def _read_png(folder: Path, key: str | None) -> _Raw:
     names = sorted(os.listdir(folder))
-    pngs = sorted((n for n in names if n.lower().endswith(".png") and not n.startswith(".")
-                   and (folder / n).is_file()), key=_natural_key)
+    pngs = sorted(
+        (
+            n
+            for n in names
+            if n.lower().endswith(".png") and not n.startswith(".") and (folder / n).is_file()
+        ),
+        key=_natural_key,
+    )
     ignored = [n for n in names if n not in pngs]
     cube = None
     for i, name in enumerate(pngs):
@@ -458,14 +509,20 @@ def _read_png(folder: Path, key: str | None) -> _Raw:
             raise InputError(
                 f"{folder / name}: band is {band.shape} {band.dtype}, but {pngs[0]} is "
                 f"{cube.shape[1:]} {cube.dtype}; all band PNGs must have the same size "
-                "and bit depth")
+                "and bit depth"
+            )
         cube[i] = band
     return _Raw(cube, "png", None, {"files": pngs, "ignored": ignored}, layout="BHW")
 
 
 _READERS: dict[str, Callable[[Path, str | None], _Raw]] = {
-    "mat": _read_mat, "npy": _read_npy, "npz": _read_npz, "h5": _read_h5,
-    "tiff": _read_tiff, "envi": _read_envi, "png": _read_png,
+    "mat": _read_mat,
+    "npy": _read_npy,
+    "npz": _read_npz,
+    "h5": _read_h5,
+    "tiff": _read_tiff,
+    "envi": _read_envi,
+    "png": _read_png,
 }
 
 
@@ -476,8 +533,9 @@ def is_png_cube_folder(path: str | os.PathLike) -> bool:
         files = [f for f in p.iterdir() if f.is_file()] if p.is_dir() else []
     except OSError:
         return False
-    return (any(f.suffix.lower() == ".png" for f in files)
-            and not any(f.suffix.lower() in FORMATS for f in files))
+    return any(f.suffix.lower() == ".png" for f in files) and not any(
+        f.suffix.lower() in FORMATS for f in files
+    )
 
 
 def _input_format(p: Path) -> str:
@@ -493,8 +551,10 @@ def _input_format(p: Path) -> str:
             subs = [d for d in p.iterdir() if d.is_dir() and is_png_cube_folder(d)]
             if len(subs) == 1:
                 hint = f" (did you mean {subs[0]}?)"
-        raise InputError(f"{p}: is a folder but not a PNG cube folder (one .png per band and "
-                         f"no other cube files){hint}")
+        raise InputError(
+            f"{p}: is a folder but not a PNG cube folder (one .png per band and "
+            f"no other cube files){hint}"
+        )
     fmt = FORMATS.get(p.suffix.lower())
     if fmt is None:
         hint = ""
@@ -512,8 +572,9 @@ def _input_format(p: Path) -> str:
     return fmt
 
 
-def read_cube(path: str | os.PathLike, *, key: str | None = None,
-              layout: str | None = None) -> CubeFile:
+def read_cube(
+    path: str | os.PathLike, *, key: str | None = None, layout: str | None = None
+) -> CubeFile:
     """Read a hyperspectral cube from a file or a PNG folder, bands first.
 
     Parameters
@@ -549,11 +610,15 @@ def read_cube(path: str | os.PathLike, *, key: str | None = None,
     except PermissionError as exc:
         raise InputError(f"{p}: permission denied ({_one_line(exc)})") from exc
     except Exception as exc:
-        raise InputError(f"{p}: cannot read as {fmt} ({_one_line(exc)}); the file may be "
-                         "corrupt or truncated") from exc
+        raise InputError(
+            f"{p}: cannot read as {fmt} ({_one_line(exc)}); the file may be corrupt or truncated"
+        ) from exc
     _check_cube(raw.data, p, raw.key)
-    stored = override or raw.layout or detect_layout(raw.data.shape, source=str(p),
-                                                     convention=raw.convention)
+    stored = (
+        override
+        or raw.layout
+        or detect_layout(raw.data.shape, source=str(p), convention=raw.convention)
+    )
     data = _native(_to_bhw(raw.data, stored))
     return CubeFile(data, p, raw.format, raw.key, stored, raw.metadata)
 
@@ -561,14 +626,14 @@ def read_cube(path: str | os.PathLike, *, key: str | None = None,
 # --------------------------------------------------------------------------- writers
 
 
-def _write_mat(tmp: Path, data: np.ndarray, key: str, layout: str,
-               like: CubeFile | None) -> None:
+def _write_mat(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None) -> None:
     if data.nbytes >= _MAT73_THRESHOLD:
         _write_mat73(tmp, data, key)
         return
     with open(tmp, "wb") as fh:
-        scipy.io.savemat(fh, {key: data.transpose(1, 2, 0)}, do_compression=False,
-                         format="5", oned_as="column")
+        scipy.io.savemat(
+            fh, {key: data.transpose(1, 2, 0)}, do_compression=False, format="5", oned_as="column"
+        )
 
 
 def _mat_class(dtype: np.dtype) -> str:
@@ -584,44 +649,46 @@ def _write_mat73(tmp: Path, data: np.ndarray, key: str) -> None:
         ds.attrs["MATLAB_class"] = np.bytes_(cls)
         for i in range(b):
             ds[i] = data[i].T
-    text = (f"MATLAB 7.3 MAT-file, Platform: ras2s, Created on: "
-            f"{time.strftime('%a %b %d %H:%M:%S %Y')} HDF5 schema 1.00 .")
+    text = (
+        f"MATLAB 7.3 MAT-file, Platform: ras2s, Created on: "
+        f"{time.strftime('%a %b %d %H:%M:%S %Y')} HDF5 schema 1.00 ."
+    )
     header = text.encode("ascii").ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM"
     with open(tmp, "r+b") as fh:
         fh.write(header.ljust(512, b"\x00"))
 
 
-def _write_npy(tmp: Path, data: np.ndarray, key: str, layout: str,
-               like: CubeFile | None) -> None:
+def _write_npy(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None) -> None:
     with open(tmp, "wb") as fh:
         np.save(fh, _from_bhw(data, layout), allow_pickle=False)
 
 
-def _write_npz(tmp: Path, data: np.ndarray, key: str, layout: str,
-               like: CubeFile | None) -> None:
+def _write_npz(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None) -> None:
     with open(tmp, "wb") as fh:
         np.savez(fh, **{key: _from_bhw(data, layout)})
 
 
-def _write_h5(tmp: Path, data: np.ndarray, key: str, layout: str,
-              like: CubeFile | None) -> None:
+def _write_h5(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None) -> None:
     with h5py.File(tmp, "w") as f:
         f.create_dataset(key, data=np.ascontiguousarray(_from_bhw(data, layout)))
 
 
-def _write_tiff(tmp: Path, data: np.ndarray, key: str, layout: str,
-                like: CubeFile | None) -> None:
+def _write_tiff(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None) -> None:
     big = data.nbytes > 2**32 - 2**25
     if layout == "HWB":
-        tifffile.imwrite(tmp, data.transpose(1, 2, 0), photometric="minisblack",
-                         planarconfig="contig", metadata={"axes": "YXS"}, bigtiff=big)
+        tifffile.imwrite(
+            tmp,
+            data.transpose(1, 2, 0),
+            photometric="minisblack",
+            planarconfig="contig",
+            metadata={"axes": "YXS"},
+            bigtiff=big,
+        )
     else:
-        tifffile.imwrite(tmp, data, photometric="minisblack", metadata={"axes": "CYX"},
-                         bigtiff=big)
+        tifffile.imwrite(tmp, data, photometric="minisblack", metadata={"axes": "CYX"}, bigtiff=big)
 
 
-def _write_envi(tmp: Path, data: np.ndarray, key: str, layout: str,
-                like: CubeFile | None) -> None:
+def _write_envi(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None) -> None:
     meta: dict = {}
     if like is not None and like.format == "envi":
         meta = {k: v for k, v in like.metadata.items() if k not in _ENVI_STRUCTURAL}
@@ -629,14 +696,23 @@ def _write_envi(tmp: Path, data: np.ndarray, key: str, layout: str,
             if not isinstance(meta[k], list) or len(meta[k]) != data.shape[0]:
                 del meta[k]
     interleave = {v: k for k, v in _ENVI_INTERLEAVE.items()}[layout]
-    envi.save_image(str(tmp), data.transpose(1, 2, 0), dtype=data.dtype,
-                    interleave=interleave, metadata=meta, force=True, ext=".img")
+    envi.save_image(
+        str(tmp),
+        data.transpose(1, 2, 0),
+        dtype=data.dtype,
+        interleave=interleave,
+        metadata=meta,
+        force=True,
+        ext=".img",
+    )
 
 
-def _write_png(folder: Path, data: np.ndarray, key: str, layout: str,
-               like: CubeFile | None) -> None:
-    names = list(like.metadata.get("files", [])) if like is not None and like.format == "png" \
-        else []
+def _write_png(
+    folder: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None
+) -> None:
+    names = (
+        list(like.metadata.get("files", [])) if like is not None and like.format == "png" else []
+    )
     if len(names) != data.shape[0]:
         width = max(3, len(str(data.shape[0])))
         names = [f"band_{i + 1:0{width}d}.png" for i in range(data.shape[0])]
@@ -645,8 +721,13 @@ def _write_png(folder: Path, data: np.ndarray, key: str, layout: str,
 
 
 _WRITERS: dict[str, Callable[[Path, np.ndarray, str, str, CubeFile | None], None]] = {
-    "mat": _write_mat, "npy": _write_npy, "npz": _write_npz, "h5": _write_h5,
-    "tiff": _write_tiff, "envi": _write_envi, "png": _write_png,
+    "mat": _write_mat,
+    "npy": _write_npy,
+    "npz": _write_npz,
+    "h5": _write_h5,
+    "tiff": _write_tiff,
+    "envi": _write_envi,
+    "png": _write_png,
 }
 
 
@@ -660,8 +741,7 @@ def _fail(final: Path, exc: BaseException) -> None:
     """Re-raise ``exc`` as a one-line OutputError (Ras2sError and interrupts unchanged)."""
     if isinstance(exc, Ras2sError) or not isinstance(exc, Exception):
         raise exc
-    raise OutputError(f"{final}: writing failed ({_one_line(exc)}); nothing was written") \
-        from exc
+    raise OutputError(f"{final}: writing failed ({_one_line(exc)}); nothing was written") from exc
 
 
 def _atomic_file(final: Path, write: Callable[[Path], None], companions: tuple = ()) -> None:
@@ -722,9 +802,15 @@ def _output_format(p: Path) -> str:
     raise OutputError(f"{p}: unknown output extension {p.suffix!r}; supported: {_SUPPORTED}")
 
 
-def write_cube(path: str | os.PathLike, data: np.ndarray, *, like: CubeFile | None = None,
-               key: str | None = None, layout: str | None = None,
-               force: bool = False) -> Path:
+def write_cube(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    *,
+    like: CubeFile | None = None,
+    key: str | None = None,
+    layout: str | None = None,
+    force: bool = False,
+) -> Path:
     """Write a bands-first cube in the format given by the output path, atomically.
 
     Parameters
@@ -763,14 +849,19 @@ def write_cube(path: str | os.PathLike, data: np.ndarray, *, like: CubeFile | No
     fmt = _output_format(p)
     data = np.asarray(data)
     if data.ndim != 3 or data.size == 0 or not _is_real_numeric(data.dtype):
-        raise OutputError(f"{p}: cannot write an array of shape {data.shape} {data.dtype}; "
-                          "expected a non-empty real numeric (bands, H, W) cube")
+        raise OutputError(
+            f"{p}: cannot write an array of shape {data.shape} {data.dtype}; "
+            "expected a non-empty real numeric (bands, H, W) cube"
+        )
     if fmt == "png" and data.dtype not in (np.uint8, np.uint16):
-        raise OutputError(f"{p}: PNG holds only uint8 or uint16 bands, this cube is "
-                          f"{data.dtype}; pick another format (.tif, .npy, .mat, .h5, .hdr)")
+        raise OutputError(
+            f"{p}: PNG holds only uint8 or uint16 bands, this cube is "
+            f"{data.dtype}; pick another format (.tif, .npy, .mat, .h5, .hdr)"
+        )
     if fmt == "mat" and _mat_class(data.dtype) not in _MAT_NUMERIC:
-        raise OutputError(f"{p}: MATLAB has no {data.dtype} type; pick another format "
-                          "(.tif, .npy, .h5)")
+        raise OutputError(
+            f"{p}: MATLAB has no {data.dtype} type; pick another format (.tif, .npy, .h5)"
+        )
     parent = p.parent
     if not parent.is_dir():
         raise OutputError(f"{p}: output folder {parent} does not exist")

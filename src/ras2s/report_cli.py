@@ -61,8 +61,9 @@ def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
         if not sep or not name.strip() or not path.strip():
             raise click.BadParameter(f"{item!r} is not NAME=PATH", param_hint="--denoised")
         if name in out or name in ("clean", "noisy"):
-            raise click.BadParameter(f"name {name!r} is used twice or reserved",
-                                     param_hint="--denoised")
+            raise click.BadParameter(
+                f"name {name!r} is used twice or reserved", param_hint="--denoised"
+            )
         out[name.strip()] = path.strip()
     return out
 
@@ -86,14 +87,28 @@ def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
     help="A 'ras2s evaluate' output folder: its tables go into the report.",
 )
 @click.option("-o", "--output", "out_dir", required=True, help="Output folder (created).")
-@click.option("--bands", default=None, metavar="R,G,B", callback=_bands_cb,
-              help="False-colour band indices (0-based; default 27,16,6 for 31 bands).")
-@click.option("--pixels", default=None, metavar="Y,X;Y,X", callback=_pixels_cb,
-              help="Pixels of the per-band error plot (default: centre and quarter points).")
-@click.option("--inset", default=None, metavar="Y0,X0,SIZE", callback=_inset_cb,
-              help="Square magnified in every panel (default: a fifth of the side).")
-@click.option("--title", default="ras2s denoising report", show_default=True,
-              help="Page title.")
+@click.option(
+    "--bands",
+    default=None,
+    metavar="R,G,B",
+    callback=_bands_cb,
+    help="False-colour band indices (0-based; default 27,16,6 for 31 bands).",
+)
+@click.option(
+    "--pixels",
+    default=None,
+    metavar="Y,X;Y,X",
+    callback=_pixels_cb,
+    help="Pixels of the per-band error plot (default: centre and quarter points).",
+)
+@click.option(
+    "--inset",
+    default=None,
+    metavar="Y0,X0,SIZE",
+    callback=_inset_cb,
+    help="Square magnified in every panel (default: a fifth of the side).",
+)
+@click.option("--title", default="ras2s denoising report", show_default=True, help="Page title.")
 @key_option
 @layout_option
 @click.option("--force", is_flag=True, help="Overwrite an existing report in the folder.")
@@ -128,15 +143,15 @@ def report_command(
     if clean_path is None and (noisy_path or named):
         raise InputError("--noisy/--denoised need --clean (the reference for the metrics)")
     if clean_path is None and results_dir is None:
-        raise InputError("nothing to report: give --clean (with --noisy/--denoised) "
-                         "and/or --results")
+        raise InputError(
+            "nothing to report: give --clean (with --noisy/--denoised) and/or --results"
+        )
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
     existing = [n for n in _OUTPUTS if (out / n).exists()]
     if existing and not force:
-        raise OutputError(f"{out} already holds {', '.join(existing)}; pass --force to "
-                          "overwrite")
+        raise OutputError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite")
 
     cubes: dict[str, np.ndarray] = {}
     settings: dict[str, object] = {}
@@ -149,13 +164,19 @@ def report_command(
         def norm(path: str) -> np.ndarray:
             data = read_cube(path, key=key, layout=layout).data.astype(np.float64)
             if data.shape != raw.shape:
-                raise InputError(f"{path}: shape {data.shape} (bands, H, W) differs from "
-                                 f"the clean cube's {raw.shape} ({clean_path})")
+                raise InputError(
+                    f"{path}: shape {data.shape} (bands, H, W) differs from "
+                    f"the clean cube's {raw.shape} ({clean_path})"
+                )
             return ((data - lo) / scale).astype(np.float32)
 
         clean = ((raw - lo) / scale).astype(np.float32)
-        settings.update({"clean": str(clean_path), "normalisation":
-                         f"(x - {lo:g}) / {scale:g}, the clean cube's min-max, for all"})
+        settings.update(
+            {
+                "clean": str(clean_path),
+                "normalisation": f"(x - {lo:g}) / {scale:g}, the clean cube's min-max, for all",
+            }
+        )
         if noisy_path is not None:
             noisy = norm(noisy_path)
             settings["noisy"] = str(noisy_path)

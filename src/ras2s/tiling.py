@@ -56,7 +56,7 @@ from tqdm import tqdm
 
 from ras2s.errors import InputError
 
-__all__ = ["Tile", "blend_window", "run_tiled", "tile_for_budget", "tile_grid"]
+__all__ = ["Tile", "balanced_tile", "blend_window", "run_tiled", "tile_for_budget", "tile_grid"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,34 @@ def _axis(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
     starts = list(range(0, length - tile, step))
     starts.append(length - tile)  # the last tile ends exactly at the border
     return tile, starts
+
+
+def balanced_tile(height: int, width: int, tile: int, overlap: int) -> tuple[int, int]:
+    """The smallest ``(tile_h, tile_w)``, each ``<= tile``, covering the image with as few tiles.
+
+    With the largest tile ``tile`` that fits a memory budget, :func:`tile_grid` shifts the
+    last tile of each axis back to the border, so a 512-pixel side with 448-pixel tiles is
+    covered twice over (starts 0 and 64) and the network computes 3x the image area.
+    Keeping the number of tiles per axis, ``n = ceil((L - overlap) / (tile - overlap))``,
+    and shrinking each to ``ceil((L + (n - 1) * overlap) / n)`` leaves only the overlap
+    strips as extra work (here 2 x 272 pixels per axis, 1.13x the area) and uses less
+    memory. Sides that fit in one tile are returned whole.
+
+    >>> balanced_tile(512, 512, 448, 32)
+    (272, 272)
+    >>> balanced_tile(2048, 100, 320, 32)
+    (320, 100)
+    """
+
+    def side(length: int) -> int:
+        if length <= tile:
+            return length
+        count = math.ceil((length - overlap) / (tile - overlap))
+        return min(tile, math.ceil((length + (count - 1) * overlap) / count))
+
+    if overlap >= tile:
+        raise InputError(f"overlap ({overlap}) must be smaller than the tile ({tile})")
+    return side(height), side(width)
 
 
 def _shared(starts: list[int], tile: int, k: int) -> tuple[int, int]:

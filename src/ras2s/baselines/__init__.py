@@ -122,9 +122,7 @@ _SPECS: dict[str, _Spec] = {
 
 def _check_name(name: str) -> str:
     if name not in METHODS:
-        raise InputError(
-            f"unknown baseline {name!r}; available: {', '.join(sorted(METHODS))}"
-        )
+        raise InputError(f"unknown baseline {name!r}; available: {', '.join(sorted(METHODS))}")
     return name
 
 

@@ -73,8 +73,7 @@ def check_noisy(noisy: Any, method: str) -> np.ndarray:
     out = arr.astype(np.float32, copy=False)
     if not np.all(np.isfinite(out)):
         raise InputError(
-            f"baseline {method!r}: cube of shape {arr.shape} contains NaN or Inf; fill "
-            "them first"
+            f"baseline {method!r}: cube of shape {arr.shape} contains NaN or Inf; fill them first"
         )
     return out
 

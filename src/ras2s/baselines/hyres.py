@@ -163,9 +163,7 @@ def hyres_core(
 
     # 3. rank by SURE: first r components estimated, the rest set to zero
     if rank is None:
-        total = np.array(
-            [kept[:r].sum() + dropped[r:].sum() for r in range(1, bands + 1)]
-        )
+        total = np.array([kept[:r].sum() + dropped[r:].sum() for r in range(1, bands + 1)])
         rank = int(np.argmin(total)) + 1
     rank = int(min(max(rank, 1), bands))
 

@@ -291,7 +291,8 @@ def hyres(
     if sigma is None and noise_estimator == "regression" and cube.shape[0] >= 2:
         per_band = resolve_sigma(regression_sigma(cube), cube, "hyres")
     else:
-        per_band = resolve_sigma(sigma if sigma is not None else estimate_sigma(cube), cube,
-                                 "hyres")
+        per_band = resolve_sigma(
+            sigma if sigma is not None else estimate_sigma(cube), cube, "hyres"
+        )
     out, _ = hyres_core(cube, per_band, wavelet=wavelet_name, levels=levels, rank=rank)
     return out.astype(np.float32)

@@ -32,7 +32,11 @@ class PatchDataset(Dataset):
     """
 
     def __init__(
-        self, path: str | Path, *, augment: bool = False, spectral_flip: bool = False,
+        self,
+        path: str | Path,
+        *,
+        augment: bool = False,
+        spectral_flip: bool = False,
         seed: int = 0,
     ) -> None:
         self.path = Path(path)
@@ -81,8 +85,14 @@ class EpochSampler(Sampler):
     """
 
     def __init__(
-        self, n: int, *, seed: int = 0, shuffle: bool = True, num_replicas: int = 1,
-        rank: int = 0, epoch_fn: Callable[[], int] | None = None,
+        self,
+        n: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
+        epoch_fn: Callable[[], int] | None = None,
     ) -> None:
         if n < 1:
             raise InputError("cannot sample from an empty split")

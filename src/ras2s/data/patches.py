@@ -28,9 +28,7 @@ def _fits(n: int, patch: int, stride: int) -> int:
     return 0 if n < patch else (n - patch) // stride + 1
 
 
-def patch_count(
-    h: int, w: int, patch: int, scales: Sequence[float], strides: Sequence[int]
-) -> int:
+def patch_count(h: int, w: int, patch: int, scales: Sequence[float], strides: Sequence[int]) -> int:
     """Number of patches :func:`extract_patches` cuts from an ``h x w`` image.
 
     Sum over scales ``k`` with stride ``s`` of ``fits(h_k) * fits(w_k)``, where

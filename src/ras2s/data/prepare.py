@@ -194,18 +194,24 @@ def prepare(
             skipped.append({"file": f.relative_to(src).as_posix(), "reason": str(err)})
             log(f"skipped {f}: {err}")
             continue
-        infos.append({
-            "file": f.relative_to(src).as_posix(), "path": f,
-            "shape": list(cube.data.shape), "dtype": str(cube.data.dtype),
-            "key": cube.key, "layout": cube.layout,
-        })
+        infos.append(
+            {
+                "file": f.relative_to(src).as_posix(),
+                "path": f,
+                "shape": list(cube.data.shape),
+                "dtype": str(cube.data.dtype),
+                "key": cube.key,
+                "layout": cube.layout,
+            }
+        )
         del cube
     if not infos:
         raise InputError(f"{src}: none of the {len(files)} files could be read")
     counts = {i["file"]: i["shape"][0] for i in infos}
-    if config.band_rule == "error" and len(set(counts.values()) | (
-        {config.bands} if config.bands else set()
-    )) > 1:
+    if (
+        config.band_rule == "error"
+        and len(set(counts.values()) | ({config.bands} if config.bands else set())) > 1
+    ):
         listing = ", ".join(f"{k}: {v}" for k, v in counts.items())
         want = f" (expected {config.bands})" if config.bands else ""
         raise InputError(
@@ -244,11 +250,17 @@ def prepare(
                 patches = extract_patches(part, config.patch, config.scales, config.strides)
                 start = writers[split].n
                 writers[split].write(patches)
-                images.append({
-                    "file": i["file"], "split": split, "window": w,
-                    "bands": _compact(band_ids), "crop": [h, wd],
-                    "count": int(patches.shape[0]), "offset": start,
-                })
+                images.append(
+                    {
+                        "file": i["file"],
+                        "split": split,
+                        "window": w,
+                        "bands": _compact(band_ids),
+                        "crop": [h, wd],
+                        "count": int(patches.shape[0]),
+                        "offset": start,
+                    }
+                )
             log(f"{i['file']}: {split}, {len(i['windows'])} band set(s)")
         n_bands = config.bands or infos[0]["shape"][0]
         for w in writers.values():

@@ -101,8 +101,7 @@ def _same_shape(ref: np.ndarray, others: Mapping[str, Any]) -> dict[str, np.ndar
         arr = _cube(cube, name)
         if arr.shape != ref.shape:
             raise InputError(
-                f"{name}: shape {arr.shape} differs from the reference's {ref.shape} "
-                "(bands, H, W)"
+                f"{name}: shape {arr.shape} differs from the reference's {ref.shape} (bands, H, W)"
             )
         out[name] = arr
     return out
@@ -465,9 +464,7 @@ def _check_pixels(pixels: Sequence[Sequence[int]], shape: tuple[int, ...]) -> li
     for p in pixels:
         y, x = (int(v) for v in p)
         if not (0 <= y < shape[1] and 0 <= x < shape[2]):
-            raise InputError(
-                f"pixel ({y}, {x}) is outside the {shape[1]} x {shape[2]} image"
-            )
+            raise InputError(f"pixel ({y}, {x}) is outside the {shape[1]} x {shape[2]} image")
         out.append((y, x))
     if not out:
         raise InputError("give at least one pixel (y, x)")
@@ -512,8 +509,12 @@ def spectral_difference_figure(
     axes = fig.subplots(1, len(pts), squeeze=False)[0]
     for ax, (y, x) in zip(axes, pts, strict=True):
         for name, cube in cubes.items():
-            ax.plot(x_axis, np.abs(cube[:, y, x].astype(np.float64) - ref[:, y, x]), label=name,
-                    linewidth=1.2)
+            ax.plot(
+                x_axis,
+                np.abs(cube[:, y, x].astype(np.float64) - ref[:, y, x]),
+                label=name,
+                linewidth=1.2,
+            )
         ax.set_title(f"pixel (y={y}, x={x})", fontsize=9)
         ax.set_xlabel("band" if wavelengths is None else "wavelength (nm)")
         ax.set_ylabel("|error|")

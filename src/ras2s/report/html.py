@@ -79,8 +79,10 @@ def _table_html(header: list[str], aligns: list[str], rows: list[list[str]]) -> 
         body.append(
             "<tr>" + "".join(cell("td", c, a) for c, a in zip(row, aligns, strict=True)) + "</tr>"
         )
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + (
-        "\n</tbody>\n</table>"
+    return (
+        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + ("\n</tbody>\n</table>")
     )
 
 
@@ -118,11 +120,7 @@ def markdown_to_html(text: str) -> str:
     while i < len(lines):
         line = lines[i]
         stripped = line.strip()
-        if (
-            stripped.startswith("|")
-            and i + 1 < len(lines)
-            and _SEPARATOR.match(lines[i + 1])
-        ):
+        if stripped.startswith("|") and i + 1 < len(lines) and _SEPARATOR.match(lines[i + 1]):
             header = _cells(line)
             aligns = [_align(s) for s in _cells(lines[i + 1])]
             rows = []
@@ -207,8 +205,13 @@ def metrics_table(clean: Any, cubes: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _metrics_html(rows: list[dict[str, Any]]) -> str:
     header = ["method", "MPSNR (dB)", "MSSIM paper", "MSSIM gaussian", "SAM (rad)"]
     body = [
-        [r["method"], _fmt(r["mpsnr"], 2), _fmt(r["mssim_paper"], 4),
-         _fmt(r["mssim_gaussian"], 4), _fmt(r["sam_rad"], 4)]
+        [
+            r["method"],
+            _fmt(r["mpsnr"], 2),
+            _fmt(r["mssim_paper"], 4),
+            _fmt(r["mssim_gaussian"], 4),
+            _fmt(r["sam_rad"], 4),
+        ]
         for r in rows
     ]
     return _table_html(header, ["", "right", "right", "right", "right"], body)
@@ -306,8 +309,9 @@ def build_report(
     if not have_cubes and results_dir is None:
         raise InputError("nothing to report: give cubes (clean, noisy, results) or results_dir")
     sections: list[str] = []
-    info: dict[str, Any] = {"generated": _dt.datetime.now(_dt.timezone.utc).isoformat(
-        timespec="seconds")}
+    info: dict[str, Any] = {
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    }
 
     tables_html = ""
     if results_dir is not None:
@@ -324,38 +328,56 @@ def build_report(
         box = tuple(inset) if inset is not None else _default_inset(ref.shape)
         figures.inset_geometry(ref.shape[1:], box)  # validate before any work
         pts = figures._check_pixels(pixels or _default_pixels(ref.shape), ref.shape)
-        info.update({"shape (bands, H, W)": list(ref.shape), "false-colour bands (r, g, b)":
-                     list(idx), "stretch": "2-98 % percentiles of the clean cube",
-                     "inset (y0, x0, size)": list(box), "pixels (y, x)": [list(p) for p in pts],
-                     "metrics": "data range 1; MSSIM paper = whole-band SSIM of the "
-                     "authors' test loop, gaussian = Wang et al. 2004; SAM in radians"})
+        info.update(
+            {
+                "shape (bands, H, W)": list(ref.shape),
+                "false-colour bands (r, g, b)": list(idx),
+                "stretch": "2-98 % percentiles of the clean cube",
+                "inset (y0, x0, size)": list(box),
+                "pixels (y, x)": [list(p) for p in pts],
+                "metrics": "data range 1; MSSIM paper = whole-band SSIM of the "
+                "authors' test loop, gaussian = Wang et al. 2004; SAM in radians",
+            }
+        )
         out.mkdir(parents=True, exist_ok=True)
         if cubes:
             sections.append("<h2>Metrics</h2>\n" + _metrics_html(metrics_table(ref, cubes)))
         made = []
         others = {k: v for k, v in cubes.items() if k != "noisy"}
-        figures.comparison_figure(ref, cubes.get("noisy"), others, inset=box, bands=idx,
-                                  path=out / "comparison.png")
-        made.append(("comparison.png", "False colour: clean, noisy and every method "
-                     "(PSNR in the titles), with the same magnified inset"))
+        figures.comparison_figure(
+            ref, cubes.get("noisy"), others, inset=box, bands=idx, path=out / "comparison.png"
+        )
+        made.append(
+            (
+                "comparison.png",
+                "False colour: clean, noisy and every method "
+                "(PSNR in the titles), with the same magnified inset",
+            )
+        )
         if cubes:
             figures.error_maps(ref, cubes, path=out / "error_maps.png")
             made.append(("error_maps.png", "Mean absolute error over bands (one colour scale)"))
-            figures.spectral_difference_figure(ref, cubes, pts,
-                                               path=out / "spectral_difference.png")
+            figures.spectral_difference_figure(
+                ref, cubes, pts, path=out / "spectral_difference.png"
+            )
             made.append(("spectral_difference.png", "Absolute error per band at chosen pixels"))
             figures.per_band_psnr_figure(ref, cubes, path=out / "per_band_psnr.png")
             made.append(("per_band_psnr.png", "PSNR of every band"))
-        sections.append("<h2>Figures</h2>\n" + "\n".join(
-            f"<figure>{_png_tag(out / name, name)}<figcaption>{html.escape(caption)}"
-            f"</figcaption></figure>" for name, caption in made))
+        sections.append(
+            "<h2>Figures</h2>\n"
+            + "\n".join(
+                f"<figure>{_png_tag(out / name, name)}<figcaption>{html.escape(caption)}"
+                f"</figcaption></figure>"
+                for name, caption in made
+            )
+        )
     out.mkdir(parents=True, exist_ok=True)
     if tables_html:
         sections.append(tables_html)
     info.update(dict(settings or {}))
     sections.append("<h2>Settings</h2>\n" + _settings_html(info))
     page = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
     )
@@ -374,19 +396,23 @@ def _results_dir_html(folder: Path) -> str:
     per_image = folder / "per_image.csv"
     results_json = folder / "results.json"
     if table_md.is_file():
-        parts.append(f"<h3>{table_md.name}</h3>\n"
-                     + markdown_to_html(table_md.read_text(encoding="utf-8")))
+        parts.append(
+            f"<h3>{table_md.name}</h3>\n" + markdown_to_html(table_md.read_text(encoding="utf-8"))
+        )
     if per_image.is_file():
-        parts.append(f"<h3>{per_image.name}</h3>\n"
-                     + csv_to_html(per_image.read_text(encoding="utf-8")))
+        parts.append(
+            f"<h3>{per_image.name}</h3>\n" + csv_to_html(per_image.read_text(encoding="utf-8"))
+        )
     if results_json.is_file():
         text = results_json.read_text(encoding="utf-8")
         try:
             text = json.dumps(json.loads(text), indent=2)
         except json.JSONDecodeError as err:
             raise InputError(f"{results_json}: not valid JSON ({err})") from err
-        parts.append(f"<details><summary>{results_json.name}</summary>\n<pre>"
-                     f"{html.escape(text)}</pre></details>")
+        parts.append(
+            f"<details><summary>{results_json.name}</summary>\n<pre>"
+            f"{html.escape(text)}</pre></details>"
+        )
     if not parts:
         raise InputError(
             f"{folder}: holds none of table.md, per_image.csv, results.json (is it a "

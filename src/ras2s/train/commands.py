@@ -30,8 +30,10 @@ def _errors(command: Callable) -> Callable:
             click.echo(f"ras2s: error: {err}", err=True)
             sys.exit(2)
         except ImportError as err:
-            click.echo(f"ras2s: error: {err}; install the training extra: "
-                       "pip install 'ras2s[train]'", err=True)
+            click.echo(
+                f"ras2s: error: {err}; install the training extra: pip install 'ras2s[train]'",
+                err=True,
+            )
             sys.exit(2)
 
     return wrapper
@@ -53,35 +55,84 @@ def _ints(text: str) -> tuple[int, ...]:
 
 @click.command()
 @click.argument("src_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Folder for train.npy, val.npy and manifest.json.")
-@click.option("--crop", default=1024, show_default=True,
-              help="Centre crop side in pixels (the whole image when smaller; 0: no crop).")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for train.npy, val.npy and manifest.json.",
+)
+@click.option(
+    "--crop",
+    default=1024,
+    show_default=True,
+    help="Centre crop side in pixels (the whole image when smaller; 0: no crop).",
+)
 @click.option("--patch", default=64, show_default=True, help="Patch side in pixels.")
-@click.option("--scales", default="1,0.5,0.25", show_default=True,
-              help="Comma-separated spatial scales.")
-@click.option("--strides", default="64,32,32", show_default=True,
-              help="Comma-separated strides, one per scale.")
-@click.option("--val-images", default=0, show_default=True,
-              help="Hold out this many source cubes (chosen with --seed) for validation.")
-@click.option("--val-list", default=None,
-              help="Comma-separated cube names (file name, stem or relative path) to hold out.")
+@click.option(
+    "--scales", default="1,0.5,0.25", show_default=True, help="Comma-separated spatial scales."
+)
+@click.option(
+    "--strides",
+    default="64,32,32",
+    show_default=True,
+    help="Comma-separated strides, one per scale.",
+)
+@click.option(
+    "--val-images",
+    default=0,
+    show_default=True,
+    help="Hold out this many source cubes (chosen with --seed) for validation.",
+)
+@click.option(
+    "--val-list",
+    default=None,
+    help="Comma-separated cube names (file name, stem or relative path) to hold out.",
+)
 @click.option("--bands", default=None, type=int, help="Bands per patch (see --band-rule).")
-@click.option("--band-rule", type=click.Choice(["error", "select", "window"]), default="error",
-              show_default=True,
-              help="Unequal band counts: error; select N evenly spaced bands; or cut windows "
-                   "of N consecutive bands.")
+@click.option(
+    "--band-rule",
+    type=click.Choice(["error", "select", "window"]),
+    default="error",
+    show_default=True,
+    help="Unequal band counts: error; select N evenly spaced bands; or cut windows "
+    "of N consecutive bands.",
+)
 @click.option("--key", default=None, help="Variable/dataset inside .mat/.npz/.h5 files.")
-@click.option("--layout", type=click.Choice(["HWB", "BHW"], case_sensitive=False), default=None,
-              help="Force the axis order of every stored array (HWB bands last, BHW first).")
+@click.option(
+    "--layout",
+    type=click.Choice(["HWB", "BHW"], case_sensitive=False),
+    default=None,
+    help="Force the axis order of every stored array (HWB bands last, BHW first).",
+)
 @click.option("--exclude", default=None, help="Comma-separated cube names to leave out.")
-@click.option("--skip-unreadable", is_flag=True,
-              help="Skip (and record in the manifest) files that are not readable cubes.")
+@click.option(
+    "--skip-unreadable",
+    is_flag=True,
+    help="Skip (and record in the manifest) files that are not readable cubes.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the validation draw.")
 @click.option("--force", is_flag=True, help="Overwrite an existing patch store.")
 @_errors
-def prepare(src_dir, out_dir, crop, patch, scales, strides, val_images, val_list, bands,
-            band_rule, key, layout, exclude, skip_unreadable, seed, force) -> None:
+def prepare(
+    src_dir,
+    out_dir,
+    crop,
+    patch,
+    scales,
+    strides,
+    val_images,
+    val_list,
+    bands,
+    band_rule,
+    key,
+    layout,
+    exclude,
+    skip_unreadable,
+    seed,
+    force,
+) -> None:
     """Cut normalised training patches from the clean cubes under SRC_DIR.
 
     Every cube is min-max normalised to [0, 1] as a whole, centre cropped, resampled to
@@ -92,28 +143,55 @@ def prepare(src_dir, out_dir, crop, patch, scales, strides, val_images, val_list
     from ..data.prepare import prepare as run_prepare
 
     config = PrepareConfig(
-        crop=crop or None, patch=patch, scales=_floats(scales), strides=_ints(strides),
-        val_images=val_images, val_list=tuple(val_list.split(",")) if val_list else (),
-        bands=bands, band_rule=band_rule, key=key,
-        layout=layout.upper() if layout else None, seed=seed,
+        crop=crop or None,
+        patch=patch,
+        scales=_floats(scales),
+        strides=_ints(strides),
+        val_images=val_images,
+        val_list=tuple(val_list.split(",")) if val_list else (),
+        bands=bands,
+        band_rule=band_rule,
+        key=key,
+        layout=layout.upper() if layout else None,
+        seed=seed,
         skip_unreadable=skip_unreadable,
         exclude=tuple(exclude.split(",")) if exclude else (),
     )
-    manifest = run_prepare(src_dir, out_dir, config, force=force,
-                           log=lambda m: click.echo(m, err=True),
-                           command=["ras2s", *sys.argv[1:]])
+    manifest = run_prepare(
+        src_dir,
+        out_dir,
+        config,
+        force=force,
+        log=lambda m: click.echo(m, err=True),
+        command=["ras2s", *sys.argv[1:]],
+    )
     counts = manifest["counts"]
-    click.echo(f"{out_dir}: {counts['train']} training and {counts['val']} validation patches "
-               f"of {manifest['bands']} x {patch} x {patch} from {len(manifest['sources'])} cubes")
+    click.echo(
+        f"{out_dir}: {counts['train']} training and {counts['val']} validation patches "
+        f"of {manifest['bands']} x {patch} x {patch} from {len(manifest['sources'])} cubes"
+    )
 
 
 @click.command()
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A patch store written by `ras2s prepare`.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="YAML file of TrainConfig fields.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config field (repeatable), e.g. --set lr=5e-4.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A patch store written by `ras2s prepare`.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML file of TrainConfig fields.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config field (repeatable), e.g. --set lr=5e-4.",
+)
 @click.option("--devices", type=int, help="Devices per node.")
 @click.option("--num-nodes", type=int, help="Number of nodes.")
 @click.option("--strategy", help="Lightning strategy (auto, ddp, ddp_spawn, ...).")
@@ -124,8 +202,20 @@ def prepare(src_dir, out_dir, crop, patch, scales, strides, val_images, val_list
 @click.option("--out", help="Run folder (config.yaml, checkpoints/, logs/).")
 @click.option("--resume", is_flag=True, help="Continue from <out>/checkpoints/last.ckpt.")
 @_errors
-def train(data, config_path, overrides, devices, num_nodes, strategy, accelerator, precision,
-          max_epochs, max_steps, out, resume) -> None:
+def train(
+    data,
+    config_path,
+    overrides,
+    devices,
+    num_nodes,
+    strategy,
+    accelerator,
+    precision,
+    max_epochs,
+    max_steps,
+    out,
+    resume,
+) -> None:
     """Train RAS2S on a patch store (noise added on the fly; the paper's recipe by default).
 
     Noise levels follow the paper's 0-255 naming (noniid draws sigma per band from
@@ -135,9 +225,17 @@ def train(data, config_path, overrides, devices, num_nodes, strategy, accelerato
     from .run import fit
 
     cfg = load_config(config_path)
-    cli = {"data": str(data), "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
-           "accelerator": accelerator, "precision": precision, "max_epochs": max_epochs,
-           "max_steps": max_steps, "out": out}
+    cli = {
+        "data": str(data),
+        "devices": devices,
+        "num_nodes": num_nodes,
+        "strategy": strategy,
+        "accelerator": accelerator,
+        "precision": precision,
+        "max_epochs": max_epochs,
+        "max_steps": max_steps,
+        "out": out,
+    }
     cfg = apply_overrides(cfg, list(overrides))
     from .config import from_dict
 
@@ -145,23 +243,36 @@ def train(data, config_path, overrides, devices, num_nodes, strategy, accelerato
     if resume and config_path is None and not overrides:
         saved = Path(cfg.out) / "config.yaml"
         if saved.is_file():  # resume with the run's own config, CLI values on top
-            cfg = from_dict({k: v for k, v in cli.items() if v is not None},
-                            load_config(saved))
+            cfg = from_dict({k: v for k, v in cli.items() if v is not None}, load_config(saved))
     trainer, system = fit(cfg, resume=resume, command=["ras2s", *sys.argv[1:]])
     if trainer.is_global_zero and system.history:
         last = system.history[-1]
-        click.echo(f"done: step {trainer.global_step}, val MPSNR {last.get('mpsnr')}, "
-                   f"checkpoints in {Path(cfg.out) / 'checkpoints'}")
+        click.echo(
+            f"done: step {trainer.global_step}, val MPSNR {last.get('mpsnr')}, "
+            f"checkpoints in {Path(cfg.out) / 'checkpoints'}"
+        )
 
 
 @click.command()
 @click.argument("ckpt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_path", required=True, type=click.Path(path_type=Path),
-              help="Inference checkpoint to write (the card goes beside it as .json).")
-@click.option("--data", type=click.Path(file_okay=False),
-              help="Patch store, if moved since training (for the card's data section).")
-@click.option("--card-extra", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON file of extra top-level card fields (notes, evaluation tables).")
+@click.option(
+    "-o",
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Inference checkpoint to write (the card goes beside it as .json).",
+)
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False),
+    help="Patch store, if moved since training (for the card's data section).",
+)
+@click.option(
+    "--card-extra",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON file of extra top-level card fields (notes, evaluation tables).",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @_errors
 def export(ckpt, out_path, data, card_extra, force) -> None:

@@ -38,8 +38,13 @@ def score(out: np.ndarray, clean: np.ndarray) -> dict[str, float]:
 
 
 def evaluate(
-    files: Sequence[str], weights: dict[str, str], *, cases: Sequence[str] = CASES,
-    seed: int = 0, keys: dict[str, str] | None = None, crop: dict[str, int] | None = None,
+    files: Sequence[str],
+    weights: dict[str, str],
+    *,
+    cases: Sequence[str] = CASES,
+    seed: int = 0,
+    keys: dict[str, str] | None = None,
+    crop: dict[str, int] | None = None,
     log=print,
 ) -> list[dict]:
     """One row per (file, case, method) with the three scores and the run time."""
@@ -50,13 +55,25 @@ def evaluate(
         clean = np.ascontiguousarray(centre_crop(clean, (crop or {}).get(f)))
         for case in cases:
             noisy = add_noise(clean, case, rng=seed)
-            rows.append({"file": f, "case": case, "method": "noisy",
-                         "shape": list(clean.shape), **score(noisy, clean)})
+            rows.append(
+                {
+                    "file": f,
+                    "case": case,
+                    "method": "noisy",
+                    "shape": list(clean.shape),
+                    **score(noisy, clean),
+                }
+            )
             for name, model in models.items():
                 t0 = time.monotonic()
                 out = denoise(noisy, model=model)
-                row = {"file": f, "case": case, "method": name, **score(out, clean),
-                       "seconds": round(time.monotonic() - t0, 1)}
+                row = {
+                    "file": f,
+                    "case": case,
+                    "method": name,
+                    **score(out, clean),
+                    "seconds": round(time.monotonic() - t0, 1),
+                }
                 rows.append(row)
                 log(json.dumps(row))
     return rows
@@ -85,8 +102,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--weights", action="append", required=True, help="NAME=PATH")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--crop", action="append", default=[],
-                        help="FILE=N: centre crop N x N of that cube (after normalising)")
+    parser.add_argument(
+        "--crop",
+        action="append",
+        default=[],
+        help="FILE=N: centre crop N x N of that cube (after normalising)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None, help="Also write the rows here.")
     args = parser.parse_args(argv)
@@ -96,8 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     weights = dict(w.split("=", 1) for w in args.weights)
     crop = {f: int(n) for f, n in (c.rsplit("=", 1) for c in args.crop)}
-    rows = evaluate(args.files, weights, cases=args.cases.split(","), seed=args.seed,
-                    crop=crop)
+    rows = evaluate(args.files, weights, cases=args.cases.split(","), seed=args.seed, crop=crop)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)

@@ -24,37 +24,51 @@ def read_training_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-def build_card(ckpt: dict, data_dir: str | os.PathLike | None = None, extra: dict | None = None
-               ) -> dict:
+def build_card(
+    ckpt: dict, data_dir: str | os.PathLike | None = None, extra: dict | None = None
+) -> dict:
     """The model card of a training checkpoint (architecture, data, noise, length, scores)."""
     cfg = ckpt["hyper_parameters"]["config"]
     extra_state = ckpt.get("ras2s", {})
     history = extra_state.get("history", [])
     card = {
-        "architecture": {"channels": cfg["channels"], "regions": cfg["regions"],
-                         "reach": cfg["reach"]},
+        "architecture": {
+            "channels": cfg["channels"],
+            "regions": cfg["regions"],
+            "reach": cfg["reach"],
+        },
         "training": {
             "steps": ckpt.get("global_step"),
             "epochs": ckpt.get("epoch", -1) + 1,
             "wall_time_s": round(float(extra_state.get("wall_time_s", 0.0)), 1),
-            "batch_size": cfg["batch_size"], "loss": cfg["loss"], "lr": cfg["lr"],
-            "betas": cfg["betas"], "lr_milestones_fraction": cfg["lr_milestones"],
-            "lr_factors": cfg["lr_factors"], "seed": cfg["seed"],
-            "precision": cfg["precision"], "augment": cfg["augment"],
+            "batch_size": cfg["batch_size"],
+            "loss": cfg["loss"],
+            "lr": cfg["lr"],
+            "betas": cfg["betas"],
+            "lr_milestones_fraction": cfg["lr_milestones"],
+            "lr_factors": cfg["lr_factors"],
+            "seed": cfg["seed"],
+            "precision": cfg["precision"],
+            "augment": cfg["augment"],
             "spectral_flip": cfg["spectral_flip"],
         },
         "noise": {
             "stages": cfg["noise_stages"],
             "complex": "non-iid Gaussian, then uniformly one of: nothing, impulse, stripe, "
-                       "deadline (per sample)",
-            "validation": {"case": cfg["val_noise"], "seed": cfg["val_seed"],
-                           "patches": cfg["val_max_patches"]},
+            "deadline (per sample)",
+            "validation": {
+                "case": cfg["val_noise"],
+                "seed": cfg["val_seed"],
+                "patches": cfg["val_max_patches"],
+            },
         },
-        "validation": {"last": history[-1] if history else None,
-                       "best": max(history, key=lambda r: r.get("mpsnr", -1e9))
-                       if history else None,
-                       "history": history,
-                       "mssim_convention": "paper", "sam_unit": "radians"},
+        "validation": {
+            "last": history[-1] if history else None,
+            "best": max(history, key=lambda r: r.get("mpsnr", -1e9)) if history else None,
+            "history": history,
+            "mssim_convention": "paper",
+            "sam_unit": "radians",
+        },
         "config": cfg,
     }
     data_dir = data_dir or cfg.get("data")
@@ -65,15 +79,22 @@ def build_card(ckpt: dict, data_dir: str | os.PathLike | None = None, extra: dic
             "source_dir": m["source_dir"],
             "train_files": [
                 {"file": s["file"], "shape": s["shape"], "sha256": s["sha256"]}
-                for s in m["sources"] if s["split"] == "train"
+                for s in m["sources"]
+                if s["split"] == "train"
             ],
             "held_out_files": [
                 {"file": s["file"], "shape": s["shape"], "sha256": s["sha256"]}
-                for s in m["sources"] if s["split"] == "val"
+                for s in m["sources"]
+                if s["split"] == "val"
             ],
-            "patch": m["patch"], "bands": m["bands"], "band_rule": m["band_rule"],
-            "crop": m["crop"], "scales": m["scales"], "strides": m["strides"],
-            "counts": m["counts"], "normalisation": m["normalisation"],
+            "patch": m["patch"],
+            "bands": m["bands"],
+            "band_rule": m["band_rule"],
+            "crop": m["crop"],
+            "scales": m["scales"],
+            "strides": m["strides"],
+            "counts": m["counts"],
+            "normalisation": m["normalisation"],
             "prepare_command": m.get("command"),
         }
     if extra:
@@ -82,16 +103,19 @@ def build_card(ckpt: dict, data_dir: str | os.PathLike | None = None, extra: dic
 
 
 def export(
-    ckpt_path: str | os.PathLike, out: str | os.PathLike, *,
-    data_dir: str | os.PathLike | None = None, extra: dict | None = None,
+    ckpt_path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    extra: dict | None = None,
 ) -> tuple[Path, Path]:
     """Write ``out`` (load with :func:`ras2s.load_model`) and ``out`` with ``.json``."""
     ckpt = read_training_checkpoint(ckpt_path)
     cfg = ckpt["hyper_parameters"]["config"]
-    model = RAS2S(RAS2SConfig(channels=cfg["channels"], regions=cfg["regions"],
-                              reach=cfg["reach"]))
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()
-             if k.startswith("model.")}
+    model = RAS2S(RAS2SConfig(channels=cfg["channels"], regions=cfg["regions"], reach=cfg["reach"]))
+    state = {
+        k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
+    }
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -108,8 +132,10 @@ def export(
         card["training"]["commands"] = [
             json.loads(line) for line in commands.read_text().splitlines() if line.strip()
         ]
-    card["source_checkpoint"] = {"file": str(Path(ckpt_path).name),
-                                 "sha256": sha256_of(Path(ckpt_path))}
+    card["source_checkpoint"] = {
+        "file": str(Path(ckpt_path).name),
+        "sha256": sha256_of(Path(ckpt_path)),
+    }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_weights(model, out, card)

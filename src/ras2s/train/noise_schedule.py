@@ -23,9 +23,7 @@ def noise_kind_at(progress: float, stages: Sequence[tuple[float, str]]) -> str:
     return kind
 
 
-def lr_factor_at(
-    progress: float, milestones: Sequence[float], factors: Sequence[float]
-) -> float:
+def lr_factor_at(progress: float, milestones: Sequence[float], factors: Sequence[float]) -> float:
     """Multiplier of the base lr: factor of the last milestone passed (1 before any)."""
     factor = 1.0
     for milestone, value in zip(milestones, factors, strict=True):
@@ -42,7 +40,8 @@ def noisy_batch(clean: np.ndarray, kind: str, rng: np.random.Generator) -> np.nd
         # overshoot [0, 1] slightly: expected here, so not worth a warning per sample.
         warnings.filterwarnings("ignore", message="noise models expect a cube in")
         for i, sample in enumerate(clean):
-            case = (COMPLEX_CASES[int(rng.integers(len(COMPLEX_CASES)))]
-                    if kind == "complex" else kind)
+            case = (
+                COMPLEX_CASES[int(rng.integers(len(COMPLEX_CASES)))] if kind == "complex" else kind
+            )
             out[i] = add_noise(sample, case, rng=rng)
     return out

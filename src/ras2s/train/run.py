@@ -32,8 +32,12 @@ def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Tra
     """A Lightning trainer for ``cfg`` writing into ``cfg.out``."""
     out = Path(cfg.out)
     ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best-{epoch}-{step}",
-        monitor="val/mpsnr", mode="max", save_top_k=1, save_last=True,
+        dirpath=out / "checkpoints",
+        filename="best-{epoch}-{step}",
+        monitor="val/mpsnr",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
     )
     kwargs = dict(
         default_root_dir=out,
@@ -61,8 +65,12 @@ def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Tra
 
 
 def fit(
-    cfg: TrainConfig, *, resume: bool = False, callbacks: tuple = (),
-    command: list[str] | None = None, **trainer_overrides,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    callbacks: tuple = (),
+    command: list[str] | None = None,
+    **trainer_overrides,
 ) -> tuple[L.Trainer, RAS2STrainer]:
     """Train; with ``resume`` continue from ``<out>/checkpoints/last.ckpt``."""
     if not cfg.data:

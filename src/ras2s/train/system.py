@@ -124,10 +124,12 @@ class RAS2STrainer(L.LightningModule):
         noisy, clean = batch
         out = self.model(noisy).float().cpu().numpy()
         ref = clean.float().cpu().numpy()
-        scores = np.array([
-            [metrics.mpsnr(o, r), metrics.mssim(o, r, convention="paper"), metrics.sam(o, r)]
-            for o, r in zip(out, ref, strict=True)
-        ])
+        scores = np.array(
+            [
+                [metrics.mpsnr(o, r), metrics.mssim(o, r, convention="paper"), metrics.sam(o, r)]
+                for o, r in zip(out, ref, strict=True)
+            ]
+        )
         n = len(scores)
         for name, value in zip(("mpsnr", "mssim", "sam"), scores.mean(axis=0), strict=True):
             self.log(f"val/{name}", float(value), batch_size=n, sync_dist=True, prog_bar=True)
@@ -137,17 +139,22 @@ class RAS2STrainer(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         m = self.trainer.callback_metrics
-        row = {"epoch": self.current_epoch, "step": self.global_step,
-               "wall_time_s": round(self.wall_time_s, 1)}
-        row |= {k: round(float(m[f"val/{k}"]), 5) for k in ("mpsnr", "mssim", "sam")
-                if f"val/{k}" in m}
+        row = {
+            "epoch": self.current_epoch,
+            "step": self.global_step,
+            "wall_time_s": round(self.wall_time_s, 1),
+        }
+        row |= {
+            k: round(float(m[f"val/{k}"]), 5) for k in ("mpsnr", "mssim", "sam") if f"val/{k}" in m
+        }
         self.history.append(row)
 
     # -- checkpoint extras -----------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the validation history and wall time in the checkpoint."""
         checkpoint["ras2s"] = {
-            "history": list(self.history), "wall_time_s": self.wall_time_s,
+            "history": list(self.history),
+            "wall_time_s": self.wall_time_s,
             "total_steps": self.total_steps() if self._trainer is not None else None,
         }
 
@@ -180,7 +187,9 @@ class PatchDataModule(L.LightningDataModule):
         cfg = self.cfg
         files = self.manifest["files"]
         self.train_set = PatchDataset(
-            self.root / files["train"], augment=cfg.augment, spectral_flip=cfg.spectral_flip,
+            self.root / files["train"],
+            augment=cfg.augment,
+            spectral_flip=cfg.spectral_flip,
             seed=cfg.seed,
         )
         if self.manifest["counts"].get("val", 0) and self.val_set is None:
@@ -188,15 +197,18 @@ class PatchDataModule(L.LightningDataModule):
             n = min(cfg.val_max_patches, len(val))
             idx = np.unique(np.round(np.linspace(0, len(val) - 1, n)).astype(int))
             clean = np.stack([np.array(val[i], dtype=np.float32) for i in idx])
-            noisy = np.stack([
-                add_noise(c, cfg.val_noise, rng=np.random.default_rng([cfg.val_seed, int(i)]))
-                for c, i in zip(clean, idx, strict=True)
-            ]).astype(np.float32)
+            noisy = np.stack(
+                [
+                    add_noise(c, cfg.val_noise, rng=np.random.default_rng([cfg.val_seed, int(i)]))
+                    for c, i in zip(clean, idx, strict=True)
+                ]
+            ).astype(np.float32)
             pairs = list(zip(noisy, clean, strict=True))
             self.noisy_scores = {
                 "mpsnr": float(np.mean([metrics.mpsnr(a, b) for a, b in pairs])),
-                "mssim": float(np.mean([metrics.mssim(a, b, convention="paper")
-                                        for a, b in pairs])),
+                "mssim": float(
+                    np.mean([metrics.mssim(a, b, convention="paper") for a, b in pairs])
+                ),
                 "sam": float(np.mean([metrics.sam(a, b) for a, b in pairs])),
             }
             self.val_set = TensorDataset(torch.from_numpy(noisy), torch.from_numpy(clean))
@@ -205,14 +217,18 @@ class PatchDataModule(L.LightningDataModule):
         """Training batches from an epoch-seeded, rank-sharded sampler."""
         trainer = self.trainer
         sampler = EpochSampler(
-            len(self.train_set), seed=self.cfg.seed,
+            len(self.train_set),
+            seed=self.cfg.seed,
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
             epoch_fn=(lambda: trainer.current_epoch) if trainer else None,
         )
         return DataLoader(
-            self.train_set, batch_size=self.cfg.batch_size, sampler=sampler,
-            num_workers=self.cfg.num_workers, persistent_workers=False,
+            self.train_set,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=False,
         )
 
     def val_dataloader(self) -> DataLoader | list:
@@ -234,9 +250,12 @@ class ProgressLine(L.Callback):
         if trainer.is_global_zero and step % self.every == 0:
             loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
             lr = trainer.optimizers[0].param_groups[0]["lr"]
-            print(f"step {step}/{pl_module.total_steps()} epoch {trainer.current_epoch} "
-                  f"loss {loss:.5f} lr {lr:.2e} noise {pl_module.noise_kind()}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"step {step}/{pl_module.total_steps()} epoch {trainer.current_epoch} "
+                f"loss {loss:.5f} lr {lr:.2e} noise {pl_module.noise_kind()}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def on_validation_end(self, trainer, pl_module) -> None:
         """Print the validation figures."""
