@@ -5,7 +5,8 @@ else and pass its folder (the one holding ``basic/``). Both models get the autho
 checkpoint and the same seeded inputs, in one process with the same thread count; each
 size is timed as the median of ``--repeats`` runs after one warm-up, alternating the two
 models so that machine noise hits both alike. Peak memory is measured per model and size
-in a fresh subprocess (``ru_maxrss`` growth over the loaded model).
+in a fresh subprocess: the growth of peak resident memory over the loaded model and input
+(the kernel's peak mark is reset first, so import-time peaks do not hide it).
 
     python benchmarks/compare_official.py --official-repo ../RAS2S \
         --weights ../shared/reference/s2s_official.pth
@@ -80,10 +81,24 @@ if {which!r} == 'authors':
 else:
     model = load_ours(Path({weights!r}))
 x = seeded_input({bands}, {h}, {w})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+
+# Reset the kernel's peak-RSS mark (VmHWM) so that import-time peaks do not hide the
+# forward pass's own peak; fall back to ru_maxrss where that is not possible.
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base, peak = status("VmRSS"), lambda: status("VmHWM")
+except OSError:
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 with torch.inference_mode():
     model(x)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+print(peak() - base)
 """
 
 
@@ -143,6 +158,28 @@ def macs_per_voxel(bands: int = 31, h: int = 64, w: int = 64) -> float:
     return total / (bands * h * w) + dynamic + attention
 
 
+def profile_breakdown(model: torch.nn.Module, x: torch.Tensor) -> str:
+    """Self CPU seconds of one forward pass: total, 3-D convolution, 2-D convolution, rest."""
+    from torch.profiler import profile
+
+    with torch.inference_mode():
+        model(x)
+        with profile() as prof:
+            model(x)
+    events = prof.key_averages()
+
+    def seconds(match) -> float:
+        return sum(e.self_cpu_time_total for e in events if match(e.key)) / 1e6
+
+    total = seconds(lambda key: True)
+    conv3d = seconds(lambda key: "conv3d" in key or "conv_dilated3d" in key)
+    conv2d = seconds(lambda key: key in ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward"))
+    return (
+        f"total {total:.2f} s, 3-D convolution {conv3d:.2f} s, 2-D convolution {conv2d:.2f} s, "
+        f"everything else {total - conv3d - conv2d:.2f} s"
+    )
+
+
 def train_step(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> float:
     """Seconds for one forward + L1 loss + backward in train mode (gradients left in place)."""
     model.train()
@@ -195,6 +232,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default=None, help="e.g. 31x64x64,31x128x128")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="BxHxW",
+        help="Only a torch.profiler breakdown of one forward pass of each model at this size.",
+    )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="Only the peak-memory column (no timing)."
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--train-step",
@@ -207,6 +253,29 @@ def main() -> None:
     if args.sizes:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
 
+    if args.profile:
+        size = tuple(int(v) for v in args.profile.split("x"))
+        x = seeded_input(*size)
+        models = {
+            "authors": load_authors_model(args.official_repo, args.weights),
+            "ras2s": load_ours(args.weights),
+        }
+        for name, model in models.items():
+            print(f"{name}: " + profile_breakdown(model, x))
+        return
+    if args.memory_only:
+        print(
+            f"{'size':>14} {'authors GiB':>11} {'ras2s GiB':>9} {'ratio':>6} {'ras2s B/voxel':>13}"
+        )
+        for size in sizes:
+            mem_a, mem_o = peak_memory("authors", size, args), peak_memory("ours", size, args)
+            name = "x".join(map(str, size))
+            voxels = size[0] * size[1] * size[2]
+            print(
+                f"{name:>14} {mem_a / 2**30:11.2f} {mem_o / 2**30:9.2f} {mem_a / mem_o:6.2f} "
+                f"{mem_o / voxels:13.0f}"
+            )
+        return
     authors, ours = load_authors_model(args.official_repo, args.weights), load_ours(args.weights)
     macs = macs_per_voxel()
     peak = matmul_peak_gflops()
