@@ -18,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from ras2s.inference import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, choose_tile, fixed_bytes
-from ras2s.tiling import balanced_tile, tile_grid
+from ras2s.inference import DEFAULT_MAX_MEMORY, choose_tile, fixed_bytes, plan_tiles
+from ras2s.tiling import tile_grid
 from ras2s.weights import load_model
 
 
@@ -52,16 +52,15 @@ def main() -> None:
     for text in args.sizes.split(","):
         bands, h, w = (int(v) for v in text.split("x"))
         cube = np.random.default_rng(0).random((bands, h, w), dtype=np.float32)
+        planned, overlap = plan_tiles(cube.shape, cube.dtype, max_memory=args.max_memory)
         largest = choose_tile(
             bands, h, w, max_memory=args.max_memory, fixed_bytes=fixed_bytes(cube.shape, cube.dtype)
         )
-        overlap = min(DEFAULT_OVERLAP, max(0, largest // 4))
         whole_s, whole = timed(cube, model, max_memory=1 << 50)
         plans = [("whole image", (h, w), whole_s, whole)]
         if largest < max(h, w):
-            balanced = balanced_tile(h, w, largest, overlap)
             seconds, out = timed(cube, model, max_memory=args.max_memory)
-            plans.append(("default budget", balanced, seconds, out))
+            plans.append(("default budget", planned, seconds, out))
             seconds, out = timed(cube, model, tile=largest, overlap=overlap)
             plans.append(("largest tile", (min(largest, h), min(largest, w)), seconds, out))
         for name, tile, seconds, out in plans:

@@ -88,6 +88,7 @@ def test_info(runner, tmp_path, cube):
     result = _invoke(runner, "info", source)
     assert result.exit_code == 0
     assert "bands: 6" in result.output and "height: 32" in result.output
+    assert "default_tiles: 1 x (32 x 40)" in result.output  # fits the budget: one tile
 
 
 def test_weights_list(runner):

@@ -244,47 +244,13 @@ def test_cli_prepare_band_mismatch_is_one_line_error(tmp_path):
     src.mkdir()
     np.save(src / "a.npy", np.random.default_rng(0).random((31, 16, 16)).astype(np.float32))
     np.save(src / "b.npy", np.random.default_rng(1).random((17, 16, 16)).astype(np.float32))
-    result = CliRunner().invoke(
-        _cli,
-        [
-            "prepare",
-            str(src),
-            "-o",
-            str(tmp_path / "o"),
-            "--patch",
-            "8",
-            "--scales",
-            "1",
-            "--strides",
-            "8",
-            "--layout",
-            "BHW",
-        ],
-    )
+    prepare = ["prepare", str(src), "-o", str(tmp_path / "o"), "--patch", "8"]
+    prepare += ["--scales", "1", "--strides", "8", "--layout", "BHW"]
+    result = CliRunner().invoke(_cli, prepare)
     assert result.exit_code == 2
     assert "a.npy: 31" in result.output and "b.npy: 17" in result.output
     ok = CliRunner().invoke(
-        _cli,
-        [
-            "prepare",
-            str(src),
-            "-o",
-            str(tmp_path / "o"),
-            "--patch",
-            "8",
-            "--scales",
-            "1",
-            "--strides",
-            "8",
-            "--layout",
-            "BHW",
-            "--bands",
-            "17",
-            "--band-rule",
-            "select",
-            "--val-list",
-            "b",
-        ],
+        _cli, [*prepare, "--bands", "17", "--band-rule", "select", "--val-list", "b"]
     )
     assert ok.exit_code == 0, ok.output
     assert "4 training and 4 validation patches of 17 x 8 x 8" in ok.output

@@ -9,18 +9,18 @@ the number of GPUs; on CPU the cores are shared out (``threads`` per worker).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import queue as queue_module
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import Ras2sError
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class DenoiseSettings:
     """Everything ``ras2s denoise`` needs to process one file (picklable for workers)."""
 
@@ -41,7 +41,7 @@ class DenoiseSettings:
     progress: bool = False
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class FileResult:
     """What happened to one input: ``error`` is None on success."""
 
@@ -128,8 +128,6 @@ def _worker_device(device: str, rank: int) -> str:
 
 def _worker_main(rank, jobs, settings: DenoiseSettings, results) -> None:
     """Body of one worker process: load the model once, process its files in order."""
-    import dataclasses
-
     import torch
 
     from .inference import resolve_device
@@ -175,9 +173,7 @@ def denoise_in_workers(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if settings.threads is None:
         per_worker = max(1, (os.cpu_count() or 1) // workers)
-        from dataclasses import replace
-
-        settings = replace(settings, threads=per_worker)
+        settings = dataclasses.replace(settings, threads=per_worker)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     shares = split_between_workers(sources, workers)

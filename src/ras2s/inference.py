@@ -198,6 +198,42 @@ def choose_tile(
     return tile_for_budget(bands, per_pixel_band, max_memory, fixed_bytes=fixed_bytes)
 
 
+def plan_tiles(
+    shape: tuple[int, int, int],
+    dtype: np.dtype,
+    *,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    tile: int | None = None,
+    overlap: int | None = None,
+    channels: int = 14,
+) -> tuple[int | tuple[int, int], int]:
+    """The ``(tile, overlap)`` :func:`denoise` uses for a ``(bands, H, W)`` cube.
+
+    ``tile=None`` takes the largest tile that fits ``max_memory`` and balances it
+    (:func:`~ras2s.tiling.balanced_tile`: the same tile count, each tile shrunk so that
+    only the overlap is computed twice), giving ``(tile_h, tile_w)``; a given ``tile`` is
+    used as is. ``overlap=None`` is 32 pixels, at most a quarter of the tile; the overlap
+    is clipped below the tile and the image.
+    """
+    bands, height, width = shape
+    automatic = tile is None
+    if automatic:
+        tile = choose_tile(
+            bands,
+            height,
+            width,
+            max_memory=max_memory,
+            fixed_bytes=fixed_bytes(shape, dtype),
+            channels=channels,
+        )
+    if overlap is None:
+        overlap = min(DEFAULT_OVERLAP, max(0, tile // 4))
+    overlap = min(overlap, max(0, min(tile, height, width) - 1))
+    if automatic and overlap < tile:  # as few tiles as the budget allows, no wasted area
+        return balanced_tile(height, width, tile, overlap), overlap
+    return tile, overlap
+
+
 def denoise(
     cube: np.ndarray | torch.Tensor,
     weights: str | os.PathLike = "default",
@@ -282,22 +318,14 @@ def denoise(
         model = model.to(torch_device).eval()
     channels = getattr(getattr(model, "config", None), "channels", 14)
 
-    automatic = tile is None
-    if automatic:
-        tile = choose_tile(
-            bands,
-            height,
-            width,
-            max_memory=max_memory,
-            fixed_bytes=fixed_bytes(data.shape, array.dtype),
-            channels=channels,
-        )
-    if overlap is None:
-        overlap = min(DEFAULT_OVERLAP, max(0, tile // 4))
-    overlap = min(overlap, max(0, min(tile, height, width) - 1))
-    tiles: int | tuple[int, int] = tile
-    if automatic and overlap < tile:  # as few tiles as the budget allows, no wasted area
-        tiles = balanced_tile(height, width, tile, overlap)
+    tiles, overlap = plan_tiles(
+        data.shape,
+        array.dtype,
+        max_memory=max_memory,
+        tile=tile,
+        overlap=overlap,
+        channels=channels,
+    )
 
     def run_network(tile_cube: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -310,7 +338,7 @@ def denoise(
     # view, so that no full-size transposed copy is ever made.
     hwb = layout.upper() == "HWB"
     buffer = np.empty((height, width, bands) if hwb else (bands, height, width), np.float32)
-    out = run_tiled(
+    run_tiled(
         data,
         run_network,
         out=buffer.transpose(2, 0, 1) if hwb else buffer,
@@ -319,7 +347,6 @@ def denoise(
         transform=_normaliser(lo, hi, fills),
         progress=progress,
     )
-    del out
     result = _map_back(buffer, lo, hi, array.dtype)
     return torch.from_numpy(result) if as_torch else result
 
