@@ -93,21 +93,28 @@ def test_attention_window_at_the_ends():
     assert list(range(31)[attention_window(5, 31, 1)]) == [4, 5, 6]
 
 
-def test_attention_scores_equal_conv3d():
+def test_attention_equals_the_conv3d_form():
+    # AAM as the paper (and the authors' code) writes it: a 3x3x3 convolution over the
+    # stacked [query, states] volume, tanh, softmax over the states, weighted sum.
     torch.manual_seed(0)
     attention = AdjacentAttention(reach=1)
-    volume = torch.randn(2, 4, 6, 9, 7)
-    expected = torch.nn.functional.conv3d(
+    query = torch.randn(2, 6, 9, 7)
+    states = [torch.randn(2, 6, 9, 7) for _ in range(3)]
+    volume = torch.stack([query, *states], dim=1)
+    scores = torch.nn.functional.conv3d(
         volume, attention.score.weight, attention.score.bias, padding=1
     )
-    assert torch.allclose(attention.scores(volume), expected, atol=1e-5)
+    expected = (torch.tanh(scores).softmax(dim=1) * volume[:, 1:]).sum(dim=1)
+    assert torch.allclose(attention(query, states), expected, atol=1e-5)
+    channels_last = [t.contiguous(memory_format=torch.channels_last) for t in [query, *states]]
+    assert torch.allclose(attention(channels_last[0], channels_last[1:]), expected, atol=1e-5)
 
 
 def test_select_region_forward_and_surrogate_gradient():
     torch.manual_seed(0)
     candidates = torch.randn(1, 3, 2, 4, 4, dtype=torch.float64, requires_grad=True)
     scores = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    out = select_region(candidates, scores)
+    out = select_region(candidates.flatten(1, 2), scores)
     index = scores.argmax(1)
     expected = torch.stack(
         [candidates[0, index[0, i, j], :, i, j] for i in range(4) for j in range(4)]
@@ -129,6 +136,6 @@ def test_select_region_ties_go_to_the_first_region_like_argmax():
     scores = torch.tensor(
         [[[1.0, 2.0], [0.5, 0.0]], [[1.0, 2.0], [0.7, 0.0]], [[0.0, 2.0], [0.7, 0.0]]]
     )
-    out = select_region(candidates, scores.unsqueeze(0))
+    out = select_region(candidates.flatten(1, 2), scores.unsqueeze(0))
     assert torch.equal(out[0, 0], scores.argmax(0).float())
     assert torch.equal(out[0, 0], torch.tensor([[0.0, 0.0], [1.0, 0.0]]))

@@ -54,6 +54,12 @@ class HighFrequencyCompensation(nn.Module):
     and keys L2-normalised over all pixels, so it uses statistics of the whole image
     (or tile) it sees.
 
+    The computation works on pixel-major views ``(N, H*W, C)`` (free for channels-last
+    tensors) and never materialises the values: the per-head attention matrices are
+    assembled into one block-diagonal ``(C, C)`` matrix ``A`` and folded into the value
+    projection, ``A (W_v s + b_v) = (A W_v) s + A b_v``. The small ``(C, C)`` score
+    matrices are formed and normalised in float32 whatever the compute dtype.
+
     Shape:
         ``features``, ``state``: ``(N, channels, H, W)``; output: same.
     """
@@ -68,15 +74,39 @@ class HighFrequencyCompensation(nn.Module):
         self.value = nn.Conv2d(channels, channels, 1)
         self.refine = nn.Sequential(ResidualBlock(channels), ResidualBlock(channels))
 
-    def forward(self, features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def query_part(self, features: torch.Tensor) -> torch.Tensor:
+        """The queries ``(M, C, H, W)`` of some features (batched by the encoder)."""
+        return self.query(features)
+
+    def step(self, query: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Compensate ``state`` given precomputed :meth:`query_part` of the features."""
         n, c, h, w = state.shape
-
-        def split_heads(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(n, self.heads, c // self.heads, h * w)
-
-        query = F.normalize(split_heads(self.query(features)), dim=-1)
-        key = F.normalize(split_heads(self.key(state)), dim=-1)
-        value = split_heads(self.value(state))
-        attention = (query @ key.transpose(-2, -1)).softmax(dim=-1)
-        attended = (attention @ value).reshape(n, c, h, w)
+        pixels = _pixel_major(state)  # (N, HW, C)
+        key = F.linear(pixels, self.key.weight.reshape(c, c), self.key.bias).float()
+        query = _pixel_major(query).float()
+        scores = query.transpose(1, 2) @ key  # (N, C, C): sum over pixels of q_i k_j
+        scores = scores / query.norm(dim=1).clamp_min(1e-12).unsqueeze(2)
+        scores = scores / key.norm(dim=1).clamp_min(1e-12).unsqueeze(1)
+        attention = scores.masked_fill(~_head_blocks(c, self.heads, scores.device), -torch.inf)
+        attention = attention.softmax(dim=-1)  # block-diagonal: zero across heads
+        value_weight = self.value.weight.reshape(c, c).float()
+        mixing = (attention @ value_weight).to(state.dtype)  # (N, C, C)
+        bias = (attention @ self.value.bias.float()).to(state.dtype)  # (N, C)
+        attended = torch.baddbmm(bias.unsqueeze(1), pixels, mixing.transpose(1, 2))
+        attended = attended.view(n, h, w, c).permute(0, 3, 1, 2)
         return self.refine(attended) + state
+
+    def forward(self, features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.step(self.query_part(features), state)
+
+
+def _pixel_major(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W) -> (N, H*W, C)``; a view when ``x`` is channels-last."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+
+
+def _head_blocks(channels: int, heads: int, device: torch.device) -> torch.Tensor:
+    """``(C, C)`` boolean mask of the per-head diagonal blocks."""
+    head = torch.arange(channels, device=device) // (channels // heads)
+    return head.unsqueeze(0) == head.unsqueeze(1)

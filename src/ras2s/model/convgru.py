@@ -7,10 +7,15 @@ r"""The convolutional GRU cell of the paper (supplementary eq. 1-4).
     \tilde h_t = \tanh(W_h * x_t + U_h * (r_t \odot h_{t-1}) + b_h), \quad
     h_t = (1 - z_t) \odot h_{t-1} + z_t \odot \tilde h_t
 
-``W * x + U * h`` is one 3x3 convolution over the concatenation ``[h, x]``. The update
-and reset gates share their input, so they are computed by one convolution with
-``2 * channels`` outputs (the authors' checkpoint stores them as two; the weight
-converter concatenates them).
+The parameters are stored as the paper writes them: ``W * x + U * h`` is one 3x3
+convolution over the concatenation ``[h, x]`` (the update and reset gates share their
+input, so they are one convolution with ``2 * channels`` outputs; the authors'
+checkpoint stores them as two and the weight converter concatenates them).
+
+The computation splits every such convolution into its state half ``U * h`` and its
+input half ``W * x + b`` (:meth:`ConvGRUCell.input_part`). The input half does not depend
+on the recurrence, so callers that know their inputs in advance (the encoder) compute it
+for many bands in one batched convolution; no concatenated tensor is ever built.
 """
 
 from __future__ import annotations
@@ -18,6 +23,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+GRUInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def conv3x3(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A 'same' 3x3 convolution; ``weight`` may be a channel slice of a larger kernel."""
+    return F.conv2d(x, weight, bias, padding=1)
 
 
 class ConvGRUCell(nn.Module):
@@ -33,26 +47,60 @@ class ConvGRUCell(nn.Module):
         self.gates = nn.Conv2d(2 * channels, 2 * channels, 3, padding=1)  # [z; r]
         self.candidate = nn.Conv2d(2 * channels, channels, 3, padding=1)
 
+    def input_part(self, inputs: torch.Tensor) -> GRUInputs:
+        """``W * x + b`` of the update gate, the reset gate and the candidate.
+
+        ``(M, C, H, W)`` -> three ``(M, C, H, W)`` tensors. They are separate
+        convolutions, not channel slices of one, so that the elementwise steps run on
+        contiguous tensors (channel slices of a channels-last tensor are strided and
+        several times slower to read in bfloat16).
+        """
+        c = self.channels
+        weight, bias = self.gates.weight, self.gates.bias
+        return (
+            conv3x3(inputs, weight[:c, c:], bias[:c]),
+            conv3x3(inputs, weight[c:, c:], bias[c:]),
+            conv3x3(inputs, self.candidate.weight[:, c:], self.candidate.bias),
+        )
+
+    def step(self, state: torch.Tensor, input_part: GRUInputs) -> torch.Tensor:
+        """The new state from the previous one and :meth:`input_part` of the inputs."""
+        c = self.channels
+        update_x, reset_x, candidate_x = input_part
+        update = torch.sigmoid(conv3x3(state, self.gates.weight[:c, :c]) + update_x)
+        reset = torch.sigmoid(conv3x3(state, self.gates.weight[c:, :c]) + reset_x)
+        candidate = conv3x3(reset * state, self.candidate.weight[:, :c]) + candidate_x
+        return torch.lerp(state, torch.tanh(candidate), update)
+
     def forward(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        gates = torch.sigmoid(self.gates(torch.cat([state, inputs], dim=1)))
-        update, reset = gates.split(self.channels, dim=1)
-        candidate = torch.tanh(self.candidate(torch.cat([reset * state, inputs], dim=1)))
-        return (1 - update) * state + update * candidate
+        return self.step(state, self.input_part(inputs))
 
 
 class FusedConvGRUCell(ConvGRUCell):
     """A ConvGRU step whose new state is fused with the state of the opposite pass.
 
     Used by the second (ascending) pass of the encoder and of the decoder:
-    ``h = lrelu(conv([gru(state, inputs), opposite]))``.
+    ``h = lrelu(conv([gru(state, inputs), opposite]))``, computed as
+    ``lrelu(conv_h(gru(...)) + opposite_part(opposite))``.
     """
 
     def __init__(self, channels: int) -> None:
         super().__init__(channels)
         self.fuse = nn.Conv2d(2 * channels, channels, 3, padding=1)
 
+    def opposite_part(self, opposite: torch.Tensor) -> torch.Tensor:
+        """The opposite state's half of the fusion (with its bias): ``(M, C, H, W)``."""
+        return conv3x3(opposite, self.fuse.weight[:, self.channels :], self.fuse.bias)
+
+    def fused_step(
+        self, state: torch.Tensor, input_part: torch.Tensor, opposite_part: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`step`, then the fusion with a precomputed :meth:`opposite_part`."""
+        state = self.step(state, input_part)
+        fused = conv3x3(state, self.fuse.weight[:, : self.channels]) + opposite_part
+        return F.leaky_relu(fused, 0.1)
+
     def forward(  # type: ignore[override]
         self, state: torch.Tensor, inputs: torch.Tensor, opposite: torch.Tensor
     ) -> torch.Tensor:
-        state = super().forward(state, inputs)
-        return F.leaky_relu(self.fuse(torch.cat([state, opposite], dim=1)), 0.1)
+        return self.fused_step(state, self.input_part(inputs), self.opposite_part(opposite))

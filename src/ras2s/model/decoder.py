@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import BandEmbedding, HighFrequencyCompensation
-from .convgru import ConvGRUCell, FusedConvGRUCell
+from .convgru import ConvGRUCell, FusedConvGRUCell, conv3x3
 
 
 def attention_window(band: int, bands: int, reach: int) -> slice:
@@ -36,13 +36,16 @@ class AdjacentAttention(nn.Module):
     of a 3-D volume ``(C, H, W)``; a 3x3x3 convolution gives ``K`` score maps, softmax
     over them weights the states.
 
-    The 3-D convolution is computed as one 2-D convolution with the ``C`` depth slices
-    folded into the batch and the three depth taps as ``3 K`` output channels, whose
-    shifted sums give the 3-D result (PyTorch runs narrow 3-D convolutions on CPU with a
-    slow reference kernel; this form is about 3.5x faster and equal to rounding).
+    The 3-D convolution runs its depth axis (the ``C`` state channels) as channels of a
+    2-D convolution: its kernel is expanded to a banded ``(K*C, (K+1)*C, 3, 3)`` kernel
+    (output ``k*C + d`` reads input slot ``j`` at depths ``d-1, d, d+1``). That costs more
+    multiply-adds than the 3-D form but is one dense convolution in the states' own
+    memory format, with no transposes (PyTorch runs narrow 3-D convolutions on CPU with a
+    slow reference kernel).
 
     Shape:
-        ``query``: ``(N, C, H, W)``; ``states``: ``(N, K, C, H, W)``; output ``(N, C, H, W)``.
+        ``query``: ``(N, C, H, W)``; ``states``: ``K`` tensors ``(N, C, H, W)``;
+        output ``(N, C, H, W)``.
     """
 
     def __init__(self, reach: int) -> None:
@@ -50,22 +53,29 @@ class AdjacentAttention(nn.Module):
         window = 2 * reach + 1
         self.score = nn.Conv3d(window + 1, window, 3, padding=1)
 
-    def scores(self, volume: torch.Tensor) -> torch.Tensor:
-        """``conv3d(volume)`` for ``volume`` of shape ``(N, K + 1, C, H, W)``."""
-        n, k_in, depth, h, w = volume.shape
-        k_out = self.score.out_channels
-        slices = volume.transpose(1, 2).reshape(n * depth, k_in, h, w)
-        taps = self.score.weight.permute(2, 0, 1, 3, 4).reshape(3 * k_out, k_in, 3, 3)
-        per_tap = F.conv2d(slices, taps, padding=1).reshape(n, depth, 3, k_out, h, w)
-        out = per_tap[:, :, 1] + self.score.bias.view(1, 1, k_out, 1, 1)
-        out[:, 1:] += per_tap[:, :-1, 0]  # tap 0 reads the slice below
-        out[:, :-1] += per_tap[:, 1:, 2]  # tap 2 reads the slice above
-        return out.transpose(1, 2)
+    def banded_kernel(self, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 3-D kernel as a 2-D one over stacked channels, and its bias ``(K*C,)``."""
+        weight = self.score.weight  # (K, K+1, 3 depth, 3, 3)
+        k_out, k_in = weight.shape[:2]
+        eye = torch.eye(channels + 2, dtype=weight.dtype, device=weight.device)
+        # shift[z, d, e] = 1 where input depth e = d + z - 1 (zero padding at the ends)
+        shift = torch.stack([eye[1:-1, 2 - z : 2 - z + channels] for z in range(3)])
+        banded = torch.einsum("kjzyx,zde->kdjeyx", weight, shift)
+        banded = banded.reshape(k_out * channels, k_in * channels, 3, 3)
+        return banded, self.score.bias.repeat_interleave(channels)
 
-    def forward(self, query: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        stacked = torch.cat([query.unsqueeze(1), states], dim=1)
-        weights = torch.tanh(self.scores(stacked)).softmax(dim=1)
-        return (weights * states).sum(dim=1)
+    def forward(self, query: torch.Tensor, states: list[torch.Tensor]) -> torch.Tensor:
+        c = query.shape[1]
+        weight, bias = self.banded_kernel(c)
+        scores = torch.exp(torch.tanh(conv3x3(torch.cat([query, *states], dim=1), weight, bias)))
+        # softmax over the K slots (tanh bounds the scores, so no max needs subtracting)
+        total = scores[:, :c]
+        weighted = total * states[0]
+        for k in range(1, len(states)):
+            weight_k = scores[:, k * c : (k + 1) * c]
+            total = total + weight_k
+            weighted = weighted + weight_k * states[k]
+        return weighted / total
 
 
 class OutputHead(nn.Module):
@@ -92,10 +102,11 @@ class Decoder(nn.Module):
         output ``(N, bands, H, W)``.
     """
 
-    def __init__(self, channels: int, reach: int) -> None:
+    def __init__(self, channels: int, reach: int, chunk: int = 8) -> None:
         super().__init__()
         self.channels = channels
         self.reach = reach
+        self.chunk = max(1, chunk)
         self.attend = AdjacentAttention(reach)
         self.compensate = HighFrequencyCompensation(channels)
         self.descending = ConvGRUCell(channels)
@@ -105,13 +116,13 @@ class Decoder(nn.Module):
         self.head = OutputHead(channels)
 
     def forward(self, noisy: torch.Tensor, encoded: list[torch.Tensor | None]) -> torch.Tensor:
-        bands = noisy.shape[1]
+        n, bands = noisy.shape[:2]
         contexts: list[torch.Tensor | None] = [None] * bands
         descending: list[torch.Tensor | None] = [None] * bands
         state = encoded[bands - 1]
         for i in range(bands - 1, -1, -1):
             window = attention_window(i, bands, self.reach)
-            context = self.attend(state, torch.stack(encoded[window], dim=1))
+            context = self.attend(state, encoded[window])
             state = self.compensate(context, state)
             state = self.descending(state, context)
             contexts[i], descending[i] = context, state
@@ -119,14 +130,31 @@ class Decoder(nn.Module):
                 for j in range(attention_window(i - 1, bands, self.reach).stop, window.stop):
                     encoded[j] = None
 
+        # The halves of the ascending convolutions that read the descending pass's
+        # contexts and states are computed for `chunk` bands at a time.
         output: list[torch.Tensor] = []
-        feedback = contexts[0]
+        feedback = self.merge_feedback_part(contexts[0])
         state = descending[0]
-        for i in range(bands):
-            merged = F.leaky_relu(self.merge_feedback(torch.cat([feedback, contexts[i]], 1)), 0.1)
-            state = self.ascending(state, merged, descending[i])
-            contexts[i] = descending[i] = None
-            band = self.head(state) + noisy[:, i : i + 1]
-            output.append(band)
-            feedback = self.embed_output(band)
+        for start in range(0, bands, self.chunk):
+            band_range = range(start, min(bands, start + self.chunk))
+            merge_parts = self.merge_context_part(torch.cat([contexts[i] for i in band_range]))
+            opposite = self.ascending.opposite_part(torch.cat([descending[i] for i in band_range]))
+            for i in band_range:
+                contexts[i] = descending[i] = None
+            for j, i in enumerate(band_range):
+                merged = F.leaky_relu(feedback + merge_parts[j * n : (j + 1) * n], 0.1)
+                inputs = self.ascending.input_part(merged)
+                state = self.ascending.fused_step(state, inputs, opposite[j * n : (j + 1) * n])
+                band = self.head(state) + noisy[:, i : i + 1]
+                output.append(band)
+                feedback = self.merge_feedback_part(self.embed_output(band))
         return torch.cat(output, dim=1)
+
+    def merge_feedback_part(self, feedback: torch.Tensor) -> torch.Tensor:
+        """The feedback half of ``merge_feedback`` (a 3x3 convolution, no bias)."""
+        return conv3x3(feedback, self.merge_feedback.weight[:, : self.channels])
+
+    def merge_context_part(self, contexts: torch.Tensor) -> torch.Tensor:
+        """The context half of ``merge_feedback``, with its bias."""
+        weight = self.merge_feedback.weight[:, self.channels :]
+        return conv3x3(contexts, weight, self.merge_feedback.bias)

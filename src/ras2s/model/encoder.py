@@ -8,6 +8,11 @@ state is refined by region learning.
 
 The authors' code calls the descending pass "forward" and the ascending one "backward";
 we name them by direction.
+
+Everything that does not depend on the recurrence (the band embeddings, the HFComp
+queries, the input halves of both GRUs, the fusion with the descending states, region
+learning) is computed for ``chunk`` bands in one batched call, one chunk at a time, so
+that the sequential loops only run the recurrent halves.
 """
 
 from __future__ import annotations
@@ -38,41 +43,52 @@ class Encoder(nn.Module):
         self.ascending = FusedConvGRUCell(channels)
         self.regions = RegionLearning(channels, regions)
 
-    def embed_bands(self, cube: torch.Tensor) -> list[torch.Tensor | None]:
-        """Embed every band, ``chunk`` bands per convolution call.
+    def chunks(self, bands: int) -> list[range]:
+        """Consecutive band ranges of at most ``chunk`` bands."""
+        return [range(s, min(bands, s + self.chunk)) for s in range(0, bands, self.chunk)]
 
-        ``(N, bands, H, W)`` -> a list of ``bands`` tensors ``(N, C, H, W)``.
-        """
-        n, bands, h, w = cube.shape
-        features: list[torch.Tensor | None] = []
-        for start in range(0, bands, self.chunk):
-            stop = min(bands, start + self.chunk)
-            flat = cube[:, start:stop].transpose(0, 1).reshape((stop - start) * n, 1, h, w)
-            features.extend(self.embed(flat).split(n))
-        return features
+    def embed_bands(self, cube: torch.Tensor, bands: range) -> torch.Tensor:
+        """Embed ``bands`` of ``cube`` in one call: ``(N, all, H, W) -> (len * N, C, H, W)``."""
+        n, _, h, w = cube.shape
+        flat = cube[:, bands.start : bands.stop].transpose(0, 1).reshape(len(bands) * n, 1, h, w)
+        return self.embed(flat)
 
     def forward(self, cube: torch.Tensor) -> list[torch.Tensor | None]:
         n, bands, h, w = cube.shape
-        features = self.embed_bands(cube)
+        chunks = self.chunks(bands)
+        features = [self.embed_bands(cube, c) for c in chunks]
 
         descending: list[torch.Tensor | None] = [None] * bands
-        state = cube.new_zeros(n, self.channels, h, w)
-        for i in range(bands - 1, -1, -1):
-            state = self.compensate(features[i], state)
-            state = self.descending(state, features[i])
-            descending[i] = state
+        state = torch.zeros_like(features[-1][:n])  # keeps the features' memory format
+        for c in reversed(range(len(chunks))):
+            queries = self.compensate.query_part(features[c]).split(n)
+            inputs = _split_parts(self.descending.input_part(features[c]), n)
+            for j in reversed(range(len(chunks[c]))):
+                state = self.compensate.step(queries[j], state)
+                state = self.descending.step(state, inputs[j])
+                descending[chunks[c][j]] = state
 
         # Entries are dropped as soon as they are used, so that peak memory holds about
         # two states per band instead of three.
         encoded: list[torch.Tensor | None] = []
         state = descending[0]
-        for i in range(bands):
-            state = self.ascending(state, features[i], descending[i])
-            features[i] = descending[i] = None
-            encoded.append(state)
-
-        # Region learning is independent per band: run it on chunks of bands at once.
-        for start in range(0, bands, self.chunk):
-            chunk = self.regions(torch.cat(encoded[start : start + self.chunk]))
-            encoded[start : start + self.chunk] = list(chunk.split(n))
+        for c, band_range in enumerate(chunks):
+            inputs = _split_parts(self.ascending.input_part(features[c]), n)
+            features[c] = None  # type: ignore[call-overload]
+            opposite = torch.cat([descending[i] for i in band_range])
+            opposite_parts = self.ascending.opposite_part(opposite).split(n)
+            for i in band_range:
+                descending[i] = None
+            del opposite
+            states = []
+            for j in range(len(band_range)):
+                state = self.ascending.fused_step(state, inputs[j], opposite_parts[j])
+                states.append(state)
+            # Region learning is independent per band: one call per chunk.
+            encoded.extend(self.regions(torch.cat(states)).split(n))
         return encoded
+
+
+def _split_parts(parts: tuple[torch.Tensor, ...], n: int) -> list[tuple[torch.Tensor, ...]]:
+    """Per-band tuples from batched parts: each ``(bands * n, ...)`` split in ``n`` rows."""
+    return list(zip(*(part.split(n) for part in parts), strict=True))

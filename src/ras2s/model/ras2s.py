@@ -63,9 +63,10 @@ class RAS2S(nn.Module):
     Shape:
         input ``(N, bands, H, W)`` float32 or float64, any ``N >= 1``, ``bands >= 1``,
         ``H, W >= 1``; output: same shape and dtype. Computation runs in the parameters'
-        dtype. Cubes with fewer than ``2 * reach + 1`` bands (which the authors' code
-        rejects) are extended by repeating their last band, and the extra bands are
-        dropped from the output.
+        dtype and memory format (see :func:`ras2s.precision.apply_precision`: bfloat16
+        and channels-last make it faster on CPUs with native bfloat16). Cubes with fewer
+        than ``2 * reach + 1`` bands (which the authors' code rejects) are extended by
+        repeating their last band, and the extra bands are dropped from the output.
     """
 
     def __init__(self, config: RAS2SConfig | None = None) -> None:
@@ -83,7 +84,7 @@ class RAS2S(nn.Module):
             raise InputError(f"RAS2S got an empty tensor of shape {tuple(noisy.shape)}")
         bands = noisy.shape[1]
         param_dtype = self.decoder.head.conv3.weight.dtype
-        x = noisy.to(param_dtype)
+        x = noisy.to(param_dtype).contiguous()
         min_bands = 2 * self.config.reach + 1
         if bands < min_bands:
             x = F.pad(x.unsqueeze(0), (0, 0, 0, 0, 0, min_bands - bands), mode="replicate")

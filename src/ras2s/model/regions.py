@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .convgru import conv3x3
+
 
 def first_max_index(scores: torch.Tensor) -> torch.Tensor:
     """``scores.argmax(dim=1, keepdim=True)`` for ``(N, R, H, W)`` scores, as int64.
@@ -41,36 +43,56 @@ def first_max_index(scores: torch.Tensor) -> torch.Tensor:
     return index
 
 
-def _pick_first_max(candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """``candidates[:, argmax(scores, dim=1)]`` per pixel: ``(N, C, H, W)``."""
-    index = first_max_index(scores).unsqueeze(2).expand(-1, -1, candidates.shape[2], -1, -1)
-    return candidates.gather(1, index).squeeze(1)
-
-
 class _SelectRegion(torch.autograd.Function):
     """Pick, per pixel, the candidate of the arg-max region; softmax gradient to the scores.
 
-    ``candidates``: ``(N, R, C, H, W)``; ``scores``: ``(N, R, H, W)``; output ``(N, C, H, W)``.
+    ``candidates``: ``(M, R*C, H, W)`` (region ``r`` in channels ``r*C .. (r+1)*C``);
+    ``scores``: ``(M, R, H, W)``; output ``(M, C, H, W)``.
     """
 
     @staticmethod
     def forward(ctx, candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        ctx.save_for_backward(candidates, scores)
-        return _pick_first_max(candidates, scores)
+        index = first_max_index(scores)
+        ctx.save_for_backward(candidates, scores, index)
+        return pick_region(candidates, index, scores.shape[1])
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):  # noqa: D102
-        candidates, scores = ctx.saved_tensors
-        one_hot = torch.zeros_like(scores).scatter_(1, first_max_index(scores), 1)
-        grad_candidates = grad_output.unsqueeze(1) * one_hot.unsqueeze(2)
-        grad_choice = (grad_output.unsqueeze(1) * candidates).sum(dim=2)  # (N, R, H, W)
+        candidates, scores, index = ctx.saved_tensors
+        regions = scores.shape[1]
+        c = candidates.shape[1] // regions
+        blocks = [candidates[:, r * c : (r + 1) * c] for r in range(regions)]
+        grad_candidates = torch.cat(
+            [torch.where(index == r, grad_output, 0) for r in range(regions)], dim=1
+        )
+        grad_choice = torch.cat(
+            [(grad_output * block).sum(dim=1, keepdim=True) for block in blocks], dim=1
+        ).to(scores.dtype)  # (M, R, H, W)
         soft = scores.softmax(dim=1)
         grad_scores = soft * (grad_choice - (soft * grad_choice).sum(dim=1, keepdim=True))
         return grad_candidates, grad_scores
 
 
+def pick_region(candidates: torch.Tensor, index: torch.Tensor, regions: int) -> torch.Tensor:
+    """Channel block ``index`` of ``candidates`` at every pixel.
+
+    ``candidates`` ``(M, R*C, H, W)``, ``index`` int ``(M, 1, H, W)`` in ``[0, R)`` ->
+    ``(M, C, H, W)``. A chain of ``where`` over the few regions, which keeps the
+    candidates' memory format (a ``gather`` over a regions axis would need a
+    channels-first copy).
+    """
+    c = candidates.shape[1] // regions
+    picked = candidates[:, (regions - 1) * c :]
+    for r in reversed(range(regions - 1)):
+        picked = torch.where(index == r, candidates[:, r * c : (r + 1) * c], picked)
+    return picked
+
+
 def select_region(candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """Hard per-pixel selection of ``candidates[:, argmax(scores)]``; see :class:`_SelectRegion`."""
+    """Hard per-pixel selection of the arg-max region's candidate; see :class:`_SelectRegion`.
+
+    ``candidates`` ``(M, R*C, H, W)``, ``scores`` ``(M, R, H, W)`` -> ``(M, C, H, W)``.
+    """
     return _SelectRegion.apply(candidates, scores)
 
 
@@ -106,22 +128,23 @@ class SpatialRegionClassifier(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         nn.init.uniform_(self.bias, -1 / (9 * channels) ** 0.5, 1 / (9 * channels) ** 0.5)
 
+    def routed_weight(self, h: torch.Tensor) -> torch.Tensor:
+        """Per-sample kernels ``(N, regions, C, 3, 3)`` (the bias is shared)."""
+        n, c = h.shape[:2]
+        return self.routing(h).reshape(n, 1, c, 1, 1) * self.weight
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        n, c, height, width = h.shape
-        routing = self.routing(h).reshape(n, 1, c, 1, 1)
-        weight = (routing * self.weight).reshape(n * self.weight.shape[0], c, 3, 3)
-        out = F.conv2d(
-            h.reshape(1, n * c, height, width),
-            weight,
-            self.bias.repeat(n),
-            padding=1,
-            groups=n,
-        )
-        return out.reshape(n, -1, height, width)
+        weight = self.routed_weight(h)
+        scores = [conv3x3(h[k : k + 1], weight[k], self.bias) for k in range(h.shape[0])]
+        return torch.cat(scores)
 
 
 class RegionLearning(nn.Module):
     """The region-aware refinement of one encoded band state (SSRA).
+
+    Each sample's candidate filters and routed classifier kernel are applied in one
+    convolution per sample (``R*C + R`` outputs); the fusion convolution is split over
+    its two inputs, so no concatenation is built.
 
     Shape: ``(N, C, H, W) -> (N, C, H, W)``.
     """
@@ -139,18 +162,22 @@ class RegionLearning(nn.Module):
         self.fuse = nn.Conv2d(2 * channels, channels, 3, padding=1)
 
     def region_filters(self, h: torch.Tensor) -> torch.Tensor:
-        """Per-sample filters ``(N * regions * C, C, 3, 3)`` predicted from ``h``."""
+        """Per-sample filters ``(N, regions * C, C, 3, 3)`` predicted from ``h``."""
         pooled = F.adaptive_avg_pool2d(h, 3)
         filters = self.filter_bank(torch.sigmoid(self.filter_context(pooled)))
-        return filters.reshape(-1, self.channels, 3, 3)
+        return filters.reshape(h.shape[0], self.regions * self.channels, self.channels, 3, 3)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        n, c, height, width = h.shape
-        candidates = F.conv2d(
-            h.reshape(1, n * c, height, width), self.region_filters(h), padding=1, groups=n
-        ).reshape(n, self.regions, c, height, width)
-        spatial_scores = self.spatial_classifier(h)
+        n, c = h.shape[:2]
+        rc = self.regions * c
+        kernels = torch.cat(
+            [self.region_filters(h), self.spatial_classifier.routed_weight(h)], dim=1
+        )  # (N, R*C + R, C, 3, 3)
+        out = torch.cat([conv3x3(h[k : k + 1], kernels[k]) for k in range(n)])
+        candidates = out[:, :rc]
+        spatial_scores = out[:, rc:] + self.spatial_classifier.bias.view(1, -1, 1, 1)
         spectral_scores = self.spectral_classifier(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         spatial = select_region(candidates, spatial_scores)
         spectral = select_region(candidates, spectral_scores)
-        return self.fuse(torch.cat([spatial, spectral], dim=1)) + h
+        fused = conv3x3(spatial, self.fuse.weight[:, :c])
+        return fused + conv3x3(spectral, self.fuse.weight[:, c:], self.fuse.bias) + h
