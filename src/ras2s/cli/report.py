@@ -1,4 +1,4 @@
-"""The ``ras2s report`` command (registered on the ``ras2s`` group by :mod:`ras2s.cli`)."""
+"""``ras2s report``: an HTML page of figures and tables comparing denoised cubes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from .cli import handle_errors, key_option, layout_option
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
+from . import options
 
-__all__ = ["parse_ints", "parse_pixels", "report_command"]
+__all__ = ["parse_ints", "parse_pixels", "report"]
 
 _OUTPUTS = (
     "report.html",
@@ -68,7 +68,7 @@ def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@click.command("report")
+@click.command()
 @click.option("--clean", "clean_path", default=None, help="Reference (clean) cube file.")
 @click.option("--noisy", "noisy_path", default=None, help="Noisy cube file.")
 @click.option(
@@ -86,7 +86,7 @@ def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
     type=click.Path(file_okay=False),
     help="A 'ras2s evaluate' output folder: its tables go into the report.",
 )
-@click.option("-o", "--output", "out_dir", required=True, help="Output folder (created).")
+@options.output("Output folder (created).", required=True)
 @click.option(
     "--bands",
     default=None,
@@ -109,16 +109,16 @@ def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
     help="Square magnified in every panel (default: a fifth of the side).",
 )
 @click.option("--title", default="ras2s denoising report", show_default=True, help="Page title.")
-@key_option
-@layout_option
-@click.option("--force", is_flag=True, help="Overwrite an existing report in the folder.")
-@handle_errors
-def report_command(
+@options.key
+@options.layout
+@options.force
+@options.handle_errors
+def report(
     clean_path,
     noisy_path,
     denoised,
     results_dir,
-    out_dir,
+    output,
     bands,
     pixels,
     inset,
@@ -136,8 +136,8 @@ def report_command(
     """
     import numpy as np
 
-    from .io import read_cube
-    from .report import build_report
+    from ..io import read_cube
+    from ..report import build_report
 
     named, band_idx, pts, box = denoised, bands, pixels, inset
     if clean_path is None and (noisy_path or named):
@@ -146,7 +146,7 @@ def report_command(
         raise InputError(
             "nothing to report: give --clean (with --noisy/--denoised) and/or --results"
         )
-    out = Path(out_dir)
+    out = Path(output)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
     existing = [n for n in _OUTPUTS if (out / n).exists()]

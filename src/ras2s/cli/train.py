@@ -1,42 +1,20 @@
-"""Click commands ``prepare``, ``train`` and ``export`` (register with ``main.add_command``).
+"""``ras2s prepare``, ``ras2s train`` and ``ras2s export``: the training workflow.
 
 Importing this module needs neither Lightning nor PyYAML: they are imported inside the
-commands that use them (the ``[train]`` extra).
+commands that use them (the ``[train]`` extra); without them a command says which extra
+to install (:func:`ras2s.cli.options.handle_errors`).
 """
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from ..errors import Ras2sError
+from . import options
 
-
-def _errors(command: Callable) -> Callable:
-    """One line on stderr and exit code 2 for ras2s errors (tracebacks with --debug)."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        if ctx.find_root().params.get("debug", False):
-            return command(*args, **kwargs)
-        try:
-            return command(*args, **kwargs)
-        except Ras2sError as err:
-            click.echo(f"ras2s: error: {err}", err=True)
-            sys.exit(2)
-        except ImportError as err:
-            click.echo(
-                f"ras2s: error: {err}; install the training extra: pip install 'ras2s[train]'",
-                err=True,
-            )
-            sys.exit(2)
-
-    return wrapper
+__all__ = ["export", "prepare", "train"]
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -99,13 +77,8 @@ def _ints(text: str) -> tuple[int, ...]:
     help="Unequal band counts: error; select N evenly spaced bands; or cut windows "
     "of N consecutive bands.",
 )
-@click.option("--key", default=None, help="Variable/dataset inside .mat/.npz/.h5 files.")
-@click.option(
-    "--layout",
-    type=click.Choice(["HWB", "BHW"], case_sensitive=False),
-    default=None,
-    help="Force the axis order of every stored array (HWB bands last, BHW first).",
-)
+@options.key
+@options.layout
 @click.option("--exclude", default=None, help="Comma-separated cube names to leave out.")
 @click.option(
     "--skip-unreadable",
@@ -113,8 +86,8 @@ def _ints(text: str) -> tuple[int, ...]:
     help="Skip (and record in the manifest) files that are not readable cubes.",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the validation draw.")
-@click.option("--force", is_flag=True, help="Overwrite an existing patch store.")
-@_errors
+@options.force
+@options.handle_errors
 def prepare(
     src_dir,
     out_dir,
@@ -201,7 +174,7 @@ def prepare(
 @click.option("--max-steps", type=int)
 @click.option("--out", help="Run folder (config.yaml, checkpoints/, logs/).")
 @click.option("--resume", is_flag=True, help="Continue from <out>/checkpoints/last.ckpt.")
-@_errors
+@options.handle_errors
 def train(
     data,
     config_path,
@@ -221,8 +194,8 @@ def train(
     Noise levels follow the paper's 0-255 naming (noniid draws sigma per band from
     {10, 30, 50, 70}/255).
     """
-    from .config import apply_overrides, load_config
-    from .run import fit
+    from ..train.config import apply_overrides, from_dict, load_config
+    from ..train.run import fit
 
     cfg = load_config(config_path)
     cli = {
@@ -237,8 +210,6 @@ def train(
         "out": out,
     }
     cfg = apply_overrides(cfg, list(overrides))
-    from .config import from_dict
-
     cfg = from_dict({k: v for k, v in cli.items() if v is not None}, cfg)
     if resume and config_path is None and not overrides:
         saved = Path(cfg.out) / "config.yaml"
@@ -273,12 +244,12 @@ def train(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSON file of extra top-level card fields (notes, evaluation tables).",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@_errors
+@options.force
+@options.handle_errors
 def export(ckpt, out_path, data, card_extra, force) -> None:
     """Turn a training checkpoint into weights for `ras2s denoise --weights PATH`."""
     from ..errors import OutputError
-    from .export import export as run_export
+    from ..train.export import export as run_export
 
     if not force and (out_path.exists() or out_path.with_suffix(".json").exists()):
         raise OutputError(f"{out_path} (or its .json card) exists; use --force")
