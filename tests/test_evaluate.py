@@ -14,12 +14,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import ras2s.evaluate as ev
+import ras2s.inference as inference
+from ras2s.cube import centre_box, centre_crop
 from ras2s.errors import InputError
 from ras2s.evaluate import (
     CROP_PRESETS,
     CSV_COLUMNS,
-    center_crop,
     evaluate,
     noise_seed,
     parse_bands,
@@ -147,13 +147,13 @@ def test_baselines_get_sigma_for_iid_only(tmp_path, cubes, tiny_weights, monkeyp
 # ------------------------------------------------------------------------------ resume
 def test_resume_skips_finished_work(tmp_path, cubes, tiny_weights, monkeypatch):
     calls = []
-    real = ev.run_ras2s
+    real = inference.denoise
 
-    def counting(noisy01, model, **kwargs):
+    def counting(noisy01, **kwargs):
         calls.append(noisy01.shape)
-        return real(noisy01, model, **kwargs)
+        return real(noisy01, **kwargs)
 
-    monkeypatch.setattr(ev, "run_ras2s", counting)
+    monkeypatch.setattr(inference, "denoise", counting)
     out = tmp_path / "out"
     first = _run(cubes, out, tiny_weights)
     assert len(calls) == 4
@@ -202,12 +202,12 @@ def test_corrupt_image_is_reported_and_others_continue(tmp_path, cubes, tiny_wei
 
 
 def test_method_failure_is_recorded(tmp_path, cubes, tiny_weights, monkeypatch):
-    def explode(noisy01, model, **kwargs):
+    def explode(noisy01, **kwargs):
         if noisy01.shape[2] == 18:  # beta only
             raise RuntimeError("out of memory")
         return noisy01
 
-    monkeypatch.setattr(ev, "run_ras2s", explode)
+    monkeypatch.setattr(inference, "denoise", explode)
     res = _run(cubes, tmp_path / "out", tiny_weights, cases=["noniid"])
     assert [(f["image"], f["method"], f["stage"]) for f in res.failures] == [
         ("beta", "ras2s", "method")
@@ -280,13 +280,13 @@ def test_crop_presets_and_parsing():
         parse_crop(0)
 
 
-def test_center_crop_geometry():
+def test_centre_crop_geometry():
     cube = np.arange(2 * 10 * 13).reshape(2, 10, 13)
-    out, box = center_crop(cube, (4, 5))
-    assert box == (3, 4, 4, 5)
-    assert np.array_equal(out, cube[:, 3:7, 4:9])
-    whole, box = center_crop(cube, (64, 6))  # larger than the image: that axis whole
-    assert box == (0, 3, 10, 6) and whole.shape == (2, 10, 6)
+    assert centre_box(cube.shape, (4, 5)) == (3, 4, 4, 5)
+    assert np.array_equal(centre_crop(cube, (4, 5)), cube[:, 3:7, 4:9])
+    whole = centre_crop(cube, (64, 6))  # larger than the image: that axis whole
+    assert centre_box(cube.shape, (64, 6)) == (0, 3, 10, 6) and whole.shape == (2, 10, 6)
+    assert centre_crop(cube, 4).shape == (2, 4, 4) and centre_crop(cube, None) is cube
 
 
 def test_crop_and_bands_in_evaluate(tmp_path, cubes, tiny_weights):

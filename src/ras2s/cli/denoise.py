@@ -15,27 +15,6 @@ from . import options
 __all__ = ["denoise", "info", "weights"]
 
 
-def _expand_inputs(inputs: tuple[str, ...]) -> list[Path]:
-    from ..io import FORMATS, is_png_cube_folder
-
-    files: list[Path] = []
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir() and not is_png_cube_folder(path):
-            found = sorted(
-                p
-                for p in path.iterdir()
-                if (p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith("."))
-                or (p.is_dir() and is_png_cube_folder(p))
-            )
-            if not found:
-                raise InputError(f"{path}: folder holds no cube files ({', '.join(FORMATS)})")
-            files.extend(found)
-        else:
-            files.append(path)
-    return files
-
-
 def _output_for(source: Path, output: str | None, many: bool, suffix: str) -> Path:
     from ..io import default_output_path
 
@@ -188,12 +167,13 @@ def denoise(inputs, output, preview, workers, method, weights, quiet, **settings
     """
     from ..batch import DenoiseSettings, denoise_in_workers, denoise_serially
     from ..inference import resolve_device
+    from ..io import expand_inputs
     from ..weights import load_model
 
     options.set_threads(settings["threads"])
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    sources = _expand_inputs(inputs)
+    sources = expand_inputs(inputs)
     targets = _targets(sources, output, settings.pop("suffix"), preview, settings["force"])
     torch_device = resolve_device(settings["device"])
     model = None

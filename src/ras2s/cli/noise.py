@@ -80,11 +80,9 @@ def noise(source, output, case, seed, params, keep_range, key, layout, force) ->
     sidecar OUT.json records the case, seed, every drawn parameter, the normalisation
     lo/hi, the input path and sha256, and the ras2s version.
     """
-    import numpy as np
-
     from .. import __version__
-    from ..evaluate import _normalise, _sha256_path, _write_text_atomic
-    from ..io import default_output_path, read_cube, write_cube
+    from ..cube import denormalise, normalise
+    from ..io import default_output_path, read_cube, sha256_file, write_cube, write_text_atomically
     from ..noise import add_noise
 
     overrides = dict(parse_param(p) for p in params)
@@ -95,10 +93,10 @@ def noise(source, output, case, seed, params, keep_range, key, layout, force) ->
         if path.exists() and not force:
             raise OutputError(f"{path} already exists; pass --force to overwrite it")
     cube = read_cube(src, key=key, layout=layout)
-    clean, lo, hi = _normalise(cube.data, str(src))
+    clean, lo, hi = normalise(cube.data, source=str(src))
     noisy, drawn = add_noise(clean, case, rng=seed, return_params=True, **overrides)
     if keep_range:
-        noisy = (noisy.astype(np.float64) * (hi - lo) + lo).astype(np.float32)
+        noisy = denormalise(noisy, lo, hi, copy=False)
     write_cube(target, noisy, like=cube, force=force)
     record = {
         "case": drawn.get("case", case),
@@ -110,7 +108,7 @@ def noise(source, output, case, seed, params, keep_range, key, layout, force) ->
         "dtype": "float32",
         "input": {
             "path": str(src.resolve()),
-            "sha256": _sha256_path(src),
+            "sha256": sha256_file(src),
             "key": cube.key,
             "layout": cube.layout,
             "format": cube.format,
@@ -120,5 +118,5 @@ def noise(source, output, case, seed, params, keep_range, key, layout, force) ->
         "output": str(target),
         "ras2s_version": __version__,
     }
-    _write_text_atomic(sidecar, json.dumps(record, indent=1) + "\n")
+    write_text_atomically(sidecar, json.dumps(record, indent=1) + "\n")
     click.echo(f"{src} -> {target} ({record['case']}, seed {seed})", err=True)

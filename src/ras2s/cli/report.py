@@ -136,11 +136,11 @@ def report(
     """
     import numpy as np
 
+    from ..cube import normalise
     from ..io import read_cube
     from ..report import build_report
 
-    named, band_idx, pts, box = denoised, bands, pixels, inset
-    if clean_path is None and (noisy_path or named):
+    if clean_path is None and (noisy_path or denoised):
         raise InputError("--noisy/--denoised need --clean (the reference for the metrics)")
     if clean_path is None and results_dir is None:
         raise InputError(
@@ -157,30 +157,28 @@ def report(
     settings: dict[str, object] = {}
     clean = noisy = None
     if clean_path is not None:
-        raw = read_cube(clean_path, key=key, layout=layout).data.astype(np.float64)
-        lo, hi = float(np.min(raw)), float(np.max(raw))
-        scale = hi - lo if hi > lo else 1.0
+        raw = read_cube(clean_path, key=key, layout=layout).data
+        clean, lo, hi = normalise(raw, source=str(clean_path))
 
         def norm(path: str) -> np.ndarray:
-            data = read_cube(path, key=key, layout=layout).data.astype(np.float64)
+            data = read_cube(path, key=key, layout=layout).data
             if data.shape != raw.shape:
                 raise InputError(
                     f"{path}: shape {data.shape} (bands, H, W) differs from "
                     f"the clean cube's {raw.shape} ({clean_path})"
                 )
-            return ((data - lo) / scale).astype(np.float32)
+            return normalise(data, lo, hi, source=str(path))[0]
 
-        clean = ((raw - lo) / scale).astype(np.float32)
         settings.update(
             {
                 "clean": str(clean_path),
-                "normalisation": f"(x - {lo:g}) / {scale:g}, the clean cube's min-max, for all",
+                "normalisation": f"(x - {lo:g}) / {hi - lo:g}, the clean cube's min-max, for all",
             }
         )
         if noisy_path is not None:
             noisy = norm(noisy_path)
             settings["noisy"] = str(noisy_path)
-        for name, path in named.items():
+        for name, path in denoised.items():
             cubes[name] = norm(path)
             settings[f"denoised {name}"] = str(path)
     if results_dir is not None:
@@ -191,9 +189,9 @@ def report(
         clean=clean,
         noisy=noisy,
         results=cubes,
-        bands=band_idx,
-        inset=box,
-        pixels=pts,
+        bands=bands,
+        inset=inset,
+        pixels=pixels,
         settings=settings,
         title=title,
     )
