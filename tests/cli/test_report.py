@@ -30,7 +30,7 @@ def test_report_command(report_cubes, tmp_path):
         str(out),
         "--layout",
         "BHW",
-        "--bands",
+        "--rgb",
         "20,10,2",
         "--pixels",
         "3,4;10,12",
@@ -46,8 +46,8 @@ def test_report_command(report_cubes, tmp_path):
     again = CliRunner().invoke(report_command, args)
     assert again.exit_code == 2 and "--force" in again.output
     assert CliRunner().invoke(report_command, [*args, "--force"]).exit_code == 0
-    bad = CliRunner().invoke(report_command, [*args, "--force", "--bands", "1,2"])
-    assert bad.exit_code == 2 and "--bands" in bad.output
+    bad = CliRunner().invoke(report_command, [*args, "--force", "--rgb", "1,2"])
+    assert bad.exit_code == 2 and "--rgb" in bad.output
     lone = CliRunner().invoke(
         report_command, ["--noisy", str(tmp_path / "noisy.npy"), "-o", str(tmp_path / "o2")]
     )

@@ -49,9 +49,9 @@ def test_cli_train_then_export_loads_with_card(store, tmp_path):
         _cli,
         [
             "train",
-            "--data",
+            "--patches",
             str(store),
-            "--out",
+            "-o",
             str(out),
             "--max-steps",
             "2",
@@ -105,7 +105,7 @@ def test_cli_prepare_band_mismatch_is_one_line_error(tmp_path):
     assert result.exit_code == 2
     assert "a.npy: 31" in result.output and "b.npy: 17" in result.output
     ok = CliRunner().invoke(
-        _cli, [*prepare, "--bands", "17", "--band-rule", "select", "--val-list", "b"]
+        _cli, [*prepare, "--patch-bands", "17", "--band-rule", "select", "--val-list", "b"]
     )
     assert ok.exit_code == 0, ok.output
     assert "4 training and 4 validation patches of 17 x 8 x 8" in ok.output

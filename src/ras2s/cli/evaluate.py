@@ -70,18 +70,16 @@ def _keys(values: tuple[str, ...]) -> str | dict[str, str] | None:
     "kaist 2048, pavia 384, wdc 256, urban 224, realhsi 512). Default: whole image.",
 )
 @click.option("--bands", default=None, help="Band subset after the crop: 0:31 (slice) or 0,5,9.")
-@click.option(
-    "--out",
-    "out_dir",
+@options.output(
+    "Output folder: per_image.csv, results.json, table.md.",
     default="results",
     show_default=True,
-    help="Output folder: per_image.csv, results.json, table.md.",
 )
 @click.option(
     "--resume/--no-resume",
     default=True,
     show_default=True,
-    help="Skip (image, case, method) runs already in OUT/per_image.csv, or start afresh.",
+    help="Skip (image, case, method) runs already in OUTPUT/per_image.csv, or start afresh.",
 )
 @options.device
 @options.threads
@@ -98,7 +96,7 @@ def evaluate(
     seed,
     crop,
     bands,
-    out_dir,
+    output,
     resume,
     device,
     threads,
@@ -111,8 +109,8 @@ def evaluate(
     Every image is centre-cropped (--crop), band-subset (--bands), min-max normalised to
     [0, 1] (the clean reference) and, per case, given noise with a seed derived from
     (--seed, image name, case); each method denoises it and is scored with MPSNR, MSSIM
-    (paper and gaussian conventions), SAM and ERGAS. Writes OUT/per_image.csv
-    (resumable), OUT/results.json (provenance) and OUT/table.md (means, paper layout).
+    (paper and gaussian conventions), SAM and ERGAS. Writes OUTPUT/per_image.csv
+    (resumable), OUTPUT/results.json (provenance) and OUTPUT/table.md (means, paper layout).
     A failure on one image is recorded and the others go on; the exit code is then 2.
     """
     from ..evaluate import evaluate as run_evaluate
@@ -129,7 +127,7 @@ def evaluate(
         seed=seed,
         crop=crop,
         bands=bands,
-        out_dir=out_dir,
+        out_dir=output,
         resume=resume,
         progress=not quiet and sys.stderr.isatty(),
         device=device,

@@ -77,7 +77,7 @@ def noise(source, output, case, seed, params, keep_range, key, layout, force) ->
     the noise is defined), the noise is added with --seed, and the result is written
     as float32 in that [0, 1] domain (not clipped: an integer output would clip and
     round the noise). --keep-range maps it back to the input's range (float32). A JSON
-    sidecar OUT.json records the case, seed, every drawn parameter, the normalisation
+    sidecar OUTPUT.json records the case, seed, every drawn parameter, the normalisation
     lo/hi, the input path and sha256, and the ras2s version.
     """
     from .. import __version__

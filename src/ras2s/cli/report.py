@@ -38,8 +38,8 @@ def parse_pixels(text: str) -> list[tuple[int, int]]:
     return [parse_ints(p, 2, "--pixels") for p in text.split(";") if p.strip()]  # type: ignore[misc]
 
 
-def _bands_cb(ctx, param, value):
-    return parse_ints(value, 3, "--bands") if value else None
+def _rgb_cb(ctx, param, value):
+    return parse_ints(value, 3, "--rgb") if value else None
 
 
 def _inset_cb(ctx, param, value):
@@ -88,10 +88,10 @@ def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
 )
 @options.output("Output folder (created).", required=True)
 @click.option(
-    "--bands",
+    "--rgb",
     default=None,
     metavar="R,G,B",
-    callback=_bands_cb,
+    callback=_rgb_cb,
     help="False-colour band indices (0-based; default 27,16,6 for 31 bands).",
 )
 @click.option(
@@ -119,7 +119,7 @@ def report(
     denoised,
     results_dir,
     output,
-    bands,
+    rgb,
     pixels,
     inset,
     title,
@@ -189,7 +189,7 @@ def report(
         clean=clean,
         noisy=noisy,
         results=cubes,
-        bands=bands,
+        bands=rgb,
         inset=inset,
         pixels=pixels,
         settings=settings,

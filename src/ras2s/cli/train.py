@@ -33,13 +33,10 @@ def _ints(text: str) -> tuple[int, ...]:
 
 @click.command()
 @click.argument("src_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
+@options.output(
+    "Patch store to write: a folder for train.npy, val.npy and manifest.json.",
     required=True,
     type=click.Path(path_type=Path),
-    help="Folder for train.npy, val.npy and manifest.json.",
 )
 @click.option(
     "--crop",
@@ -68,7 +65,7 @@ def _ints(text: str) -> tuple[int, ...]:
     default=None,
     help="Comma-separated cube names (file name, stem or relative path) to hold out.",
 )
-@click.option("--bands", default=None, type=int, help="Bands per patch (see --band-rule).")
+@click.option("--patch-bands", default=None, type=int, help="Bands per patch (see --band-rule).")
 @click.option(
     "--band-rule",
     type=click.Choice(["error", "select", "window"]),
@@ -90,14 +87,14 @@ def _ints(text: str) -> tuple[int, ...]:
 @options.handle_errors
 def prepare(
     src_dir,
-    out_dir,
+    output,
     crop,
     patch,
     scales,
     strides,
     val_images,
     val_list,
-    bands,
+    patch_bands,
     band_rule,
     key,
     layout,
@@ -122,7 +119,7 @@ def prepare(
         strides=_ints(strides),
         val_images=val_images,
         val_list=tuple(val_list.split(",")) if val_list else (),
-        bands=bands,
+        bands=patch_bands,
         band_rule=band_rule,
         key=key,
         layout=layout.upper() if layout else None,
@@ -132,7 +129,7 @@ def prepare(
     )
     manifest = run_prepare(
         src_dir,
-        out_dir,
+        output,
         config,
         force=force,
         log=lambda m: click.echo(m, err=True),
@@ -140,14 +137,14 @@ def prepare(
     )
     counts = manifest["counts"]
     click.echo(
-        f"{out_dir}: {counts['train']} training and {counts['val']} validation patches "
+        f"{output}: {counts['train']} training and {counts['val']} validation patches "
         f"of {manifest['bands']} x {patch} x {patch} from {len(manifest['sources'])} cubes"
     )
 
 
 @click.command()
 @click.option(
-    "--data",
+    "--patches",
     required=True,
     type=click.Path(exists=True, file_okay=False),
     help="A patch store written by `ras2s prepare`.",
@@ -172,11 +169,11 @@ def prepare(
 @click.option("--precision", type=click.Choice(["32", "16-mixed", "bf16-mixed"]))
 @click.option("--max-epochs", type=int)
 @click.option("--max-steps", type=int)
-@click.option("--out", help="Run folder (config.yaml, checkpoints/, logs/).")
+@options.output("Run folder (config.yaml, checkpoints/, logs/).")
 @click.option("--resume", is_flag=True, help="Continue from <out>/checkpoints/last.ckpt.")
 @options.handle_errors
 def train(
-    data,
+    patches,
     config_path,
     overrides,
     devices,
@@ -186,7 +183,7 @@ def train(
     precision,
     max_epochs,
     max_steps,
-    out,
+    output,
     resume,
 ) -> None:
     """Train RAS2S on a patch store (noise added on the fly; the paper's recipe by default).
@@ -199,7 +196,7 @@ def train(
 
     cfg = load_config(config_path)
     cli = {
-        "data": str(data),
+        "data": str(patches),
         "devices": devices,
         "num_nodes": num_nodes,
         "strategy": strategy,
@@ -207,7 +204,7 @@ def train(
         "precision": precision,
         "max_epochs": max_epochs,
         "max_steps": max_steps,
-        "out": out,
+        "out": output,
     }
     cfg = apply_overrides(cfg, list(overrides))
     cfg = from_dict({k: v for k, v in cli.items() if v is not None}, cfg)
@@ -226,16 +223,13 @@ def train(
 
 @click.command()
 @click.argument("ckpt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    "out_path",
+@options.output(
+    "Inference checkpoint to write (the card goes beside it as .json).",
     required=True,
     type=click.Path(path_type=Path),
-    help="Inference checkpoint to write (the card goes beside it as .json).",
 )
 @click.option(
-    "--data",
+    "--patches",
     type=click.Path(file_okay=False),
     help="Patch store, if moved since training (for the card's data section).",
 )
@@ -246,13 +240,13 @@ def train(
 )
 @options.force
 @options.handle_errors
-def export(ckpt, out_path, data, card_extra, force) -> None:
+def export(ckpt, output, patches, card_extra, force) -> None:
     """Turn a training checkpoint into weights for `ras2s denoise --weights PATH`."""
     from ..errors import OutputError
     from ..train.export import export as run_export
 
-    if not force and (out_path.exists() or out_path.with_suffix(".json").exists()):
-        raise OutputError(f"{out_path} (or its .json card) exists; use --force")
+    if not force and (output.exists() or output.with_suffix(".json").exists()):
+        raise OutputError(f"{output} (or its .json card) exists; use --force")
     extra = None
     if card_extra is not None:
         import json
@@ -263,5 +257,5 @@ def export(ckpt, out_path, data, card_extra, force) -> None:
             raise click.BadParameter(f"{card_extra}: not JSON ({err})") from None
         if not isinstance(extra, dict):
             raise click.BadParameter(f"{card_extra}: must hold a JSON object")
-    weights, card = run_export(ckpt, out_path, data_dir=data, extra=extra)
+    weights, card = run_export(ckpt, output, data_dir=patches, extra=extra)
     click.echo(f"wrote {weights} and {card}")
