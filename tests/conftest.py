@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ras2s.data import PrepareConfig, prepare
 from ras2s.model import RAS2S, RAS2SConfig
 from ras2s.weights import save_weights
 
@@ -42,3 +43,35 @@ def tiny_weights(tmp_path_factory, tiny_model) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
     save_weights(tiny_model, path, card={"purpose": "tests"})
     return path
+
+
+@pytest.fixture(scope="session")
+def report_cubes():
+    """Clean, noisy and two fake 'denoised' cubes (bands, H, W) in [0, 1]."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:48] / 48
+    lam = np.linspace(0, 1, 31)[:, None, None]
+    clean = 0.2 + 0.3 * np.sin(3 * x + 2 * lam) * np.cos(2 * y) + 0.3 * lam * y
+    clean = np.clip(clean, 0, 1).astype(np.float32)
+    noisy = (clean + 0.1 * rng.standard_normal(clean.shape)).astype(np.float32)
+    good = (clean + 0.01 * rng.standard_normal(clean.shape)).astype(np.float32)
+    fair = (clean + 0.04 * rng.standard_normal(clean.shape)).astype(np.float32)
+    return clean, noisy, {"good": good, "fair": fair}
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Path:
+    """A tiny patch store: 3 train cubes + 1 val cube of 8 bands, 8 x 8 patches."""
+    root = tmp_path_factory.mktemp("store")
+    rng = np.random.default_rng(0)
+    (root / "src").mkdir()
+    for k in range(4):
+        np.save(root / "src" / f"c{k}.npy", rng.random((8, 16, 16)).astype(np.float32))
+    prepare(
+        root / "src",
+        root / "data",
+        PrepareConfig(
+            crop=None, patch=8, scales=(1.0,), strides=(8,), layout="BHW", val_list=("c3",)
+        ),
+    )
+    return root / "data"

@@ -14,21 +14,19 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import ras2s.evaluate as ev
+import ras2s.inference as inference
+from ras2s.cube import centre_box, centre_crop
 from ras2s.errors import InputError
 from ras2s.evaluate import (
     CROP_PRESETS,
     CSV_COLUMNS,
-    center_crop,
     evaluate,
     noise_seed,
     parse_bands,
     parse_crop,
     render_table,
 )
-from ras2s.evaluate_cli import evaluate_command, noise_command, parse_param
 from ras2s.io import read_cube, write_cube
-from ras2s.noise import add_noise
 
 from .conftest import DATA, OFFICIAL, need
 
@@ -75,74 +73,6 @@ def _run(cubes, out, tiny_weights, **kwargs):
 
 
 # ------------------------------------------------------------------------ ras2s noise
-def test_noise_cli_writes_cube_and_sidecar(runner, tmp_path, rng):
-    clean = (rng.random((5, 16, 18)) * 1000 + 200).astype(np.float32)
-    write_cube(tmp_path / "clean.npy", clean, layout="BHW")
-    out = tmp_path / "noisy.npy"
-    args = ["--case", "mixture", "--seed", "3", "--layout", "BHW", "-o", str(out)]
-    result = runner.invoke(noise_command, [str(tmp_path / "clean.npy"), *args])
-    assert result.exit_code == 0, result.output
-    noisy = read_cube(out, layout="BHW").data
-    assert noisy.dtype == np.float32 and noisy.shape == clean.shape
-    assert -1.5 < noisy.min() < 0.5 and 0.5 < noisy.max() < 2.5  # the [0, 1] domain
-    meta = json.loads((tmp_path / "noisy.npy.json").read_text())
-    assert meta["case"] == "mixture" and meta["seed"] == 3
-    drawn = meta["parameters"]
-    assert len(drawn["sigma_per_band"]) == 5
-    assert {"stripe", "deadline", "impulse"} <= set(drawn)
-    assert meta["normalisation"]["lo"] == pytest.approx(float(clean.min()))
-    assert meta["normalisation"]["hi"] == pytest.approx(float(clean.max()))
-    assert len(meta["input"]["sha256"]) == 64 and meta["ras2s_version"]
-    # the sidecar's parameters reproduce the file through the API
-    lo, hi = meta["normalisation"]["lo"], meta["normalisation"]["hi"]
-    clean01 = ((clean.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
-    assert np.array_equal(add_noise(clean01, meta["case"], rng=meta["seed"]), noisy)
-
-
-def test_noise_cli_same_seed_same_file(runner, tmp_path, rng):
-    write_cube(tmp_path / "c.npy", rng.random((4, 12, 12)).astype(np.float32), layout="BHW")
-    outs = []
-    for name, seed in (("a.npy", 7), ("b.npy", 7), ("c7.npy", 8)):
-        args = [str(tmp_path / "c.npy"), "-o", str(tmp_path / name), "--seed", str(seed)]
-        result = runner.invoke(noise_command, [*args, "--case", "stripe", "--layout", "BHW"])
-        assert result.exit_code == 0, result.output
-        outs.append(tmp_path / name)
-    assert outs[0].read_bytes() == outs[1].read_bytes()
-    assert outs[0].read_bytes() != outs[2].read_bytes()
-    side_a = json.loads((tmp_path / "a.npy.json").read_text())
-    side_b = json.loads((tmp_path / "b.npy.json").read_text())
-    side_a.pop("output"), side_b.pop("output")
-    assert side_a == side_b
-
-
-def test_noise_cli_params_keep_range_and_force(runner, tmp_path, rng):
-    clean = rng.integers(0, 60000, (3, 10, 10), dtype=np.uint16)
-    write_cube(tmp_path / "c.mat", clean)
-    out = tmp_path / "n.mat"
-    base = [str(tmp_path / "c.mat"), "-o", str(out), "--case", "poisson", "--param", "peak=5"]
-    result = runner.invoke(noise_command, [*base, "--keep-range"])
-    assert result.exit_code == 0, result.output
-    meta = json.loads((tmp_path / "n.mat.json").read_text())
-    assert meta["parameters"]["peak"] == 5 and meta["overrides"] == {"peak": 5}
-    assert meta["domain"].startswith("input range")
-    noisy = read_cube(out).data
-    assert noisy.dtype == np.float32 and noisy.max() > 100  # back in the input's range
-    again = runner.invoke(noise_command, base)
-    assert again.exit_code == 2 and "already exists" in again.output
-    bad = runner.invoke(noise_command, [*base, "--force", "--param", "sigma=0.1"])
-    assert bad.exit_code == 2 and "takes no parameter sigma" in bad.output
-
-
-def test_noise_cli_help_names_the_0_255_scale(runner):
-    result = runner.invoke(noise_command, ["--help"])
-    assert "30/255" in result.output and "0-255" in result.output
-
-
-def test_parse_param():
-    assert parse_param("peak=5") == ("peak", 5)
-    assert parse_param("sigmas=[0.1, 0.2]") == ("sigmas", [0.1, 0.2])
-    with pytest.raises(Exception, match="name=value"):
-        parse_param("peak")
 
 
 # --------------------------------------------------------------------- evaluate outputs
@@ -217,13 +147,13 @@ def test_baselines_get_sigma_for_iid_only(tmp_path, cubes, tiny_weights, monkeyp
 # ------------------------------------------------------------------------------ resume
 def test_resume_skips_finished_work(tmp_path, cubes, tiny_weights, monkeypatch):
     calls = []
-    real = ev.run_ras2s
+    real = inference.denoise
 
-    def counting(noisy01, model, **kwargs):
+    def counting(noisy01, **kwargs):
         calls.append(noisy01.shape)
-        return real(noisy01, model, **kwargs)
+        return real(noisy01, **kwargs)
 
-    monkeypatch.setattr(ev, "run_ras2s", counting)
+    monkeypatch.setattr(inference, "denoise", counting)
     out = tmp_path / "out"
     first = _run(cubes, out, tiny_weights)
     assert len(calls) == 4
@@ -256,7 +186,9 @@ def test_resume_refuses_other_settings(tmp_path, cubes, tiny_weights):
 
 
 # ---------------------------------------------------------------------------- failures
-def test_corrupt_image_is_reported_and_others_continue(tmp_path, cubes, tiny_weights, runner):
+
+
+def test_corrupt_image_is_reported_and_others_continue(tmp_path, cubes, tiny_weights):
     (cubes / "broken.npy").write_bytes(b"\x93NUMPY garbage")
     (cubes / "flat.npy").write_bytes(b"")
     write_cube(cubes / "const.npy", np.ones((4, 16, 16), np.float32))
@@ -267,32 +199,15 @@ def test_corrupt_image_is_reported_and_others_continue(tmp_path, cubes, tiny_wei
     assert failed["const"]["stage"] == "prepare" and "constant" in failed["const"]["error"]
     assert json.loads(res.json_path.read_text())["failures"] == res.failures
     assert "Not scored" in res.table and "broken" in res.table
-    result = runner.invoke(
-        evaluate_command,
-        [
-            "--data",
-            str(cubes),
-            "--cases",
-            "noniid",
-            "--weights",
-            str(tiny_weights),
-            "--out",
-            str(tmp_path / "cli"),
-            "-q",
-        ],
-    )
-    assert result.exit_code == 2
-    assert "3 failure(s)" in result.output and "broken" in result.output
-    assert len(_rows(tmp_path / "cli" / "per_image.csv")) == 4
 
 
 def test_method_failure_is_recorded(tmp_path, cubes, tiny_weights, monkeypatch):
-    def explode(noisy01, model, **kwargs):
+    def explode(noisy01, **kwargs):
         if noisy01.shape[2] == 18:  # beta only
             raise RuntimeError("out of memory")
         return noisy01
 
-    monkeypatch.setattr(ev, "run_ras2s", explode)
+    monkeypatch.setattr(inference, "denoise", explode)
     res = _run(cubes, tmp_path / "out", tiny_weights, cases=["noniid"])
     assert [(f["image"], f["method"], f["stage"]) for f in res.failures] == [
         ("beta", "ras2s", "method")
@@ -365,13 +280,13 @@ def test_crop_presets_and_parsing():
         parse_crop(0)
 
 
-def test_center_crop_geometry():
+def test_centre_crop_geometry():
     cube = np.arange(2 * 10 * 13).reshape(2, 10, 13)
-    out, box = center_crop(cube, (4, 5))
-    assert box == (3, 4, 4, 5)
-    assert np.array_equal(out, cube[:, 3:7, 4:9])
-    whole, box = center_crop(cube, (64, 6))  # larger than the image: that axis whole
-    assert box == (0, 3, 10, 6) and whole.shape == (2, 10, 6)
+    assert centre_box(cube.shape, (4, 5)) == (3, 4, 4, 5)
+    assert np.array_equal(centre_crop(cube, (4, 5)), cube[:, 3:7, 4:9])
+    whole = centre_crop(cube, (64, 6))  # larger than the image: that axis whole
+    assert centre_box(cube.shape, (64, 6)) == (0, 3, 10, 6) and whole.shape == (2, 10, 6)
+    assert centre_crop(cube, 4).shape == (2, 4, 4) and centre_crop(cube, None) is cube
 
 
 def test_crop_and_bands_in_evaluate(tmp_path, cubes, tiny_weights):
@@ -398,34 +313,6 @@ def test_parse_bands():
 
 
 # ---------------------------------------------------------------------------------- CLI
-def test_evaluate_cli(runner, tmp_path, cubes, tiny_weights):
-    out = tmp_path / "cli"
-    args = [
-        "--data",
-        str(cubes),
-        "--cases",
-        "noniid,iid30",
-        "--methods",
-        "ras2s",
-        "--weights",
-        str(tiny_weights),
-        "--crop",
-        "16",
-        "--out",
-        str(out),
-        "--seed",
-        "5",
-    ]
-    result = runner.invoke(evaluate_command, args)
-    assert result.exit_code == 0, result.output
-    assert "| Noisy |" in result.output  # the table on stdout
-    assert len(_rows(out / "per_image.csv")) == 8
-    settings = json.loads((out / "results.json").read_text())["settings"]
-    assert settings["seed"] == 5 and settings["crop"] == [16, 16]
-    no_data = runner.invoke(evaluate_command, ["--cases", "noniid"])
-    assert no_data.exit_code == 2 and "--data" in no_data.output
-    bad = runner.invoke(evaluate_command, [*args, "--methods", "nope", "--no-resume"])
-    assert bad.exit_code == 2 and "unknown method(s) nope" in bad.output
 
 
 # ----------------------------------------------------------------------------- real data

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 pytest.importorskip("matplotlib")
@@ -30,24 +28,9 @@ from ras2s.report import (  # noqa: E402
     stretch_limits,
     write_preview,
 )
-from ras2s.report_cli import report_command  # noqa: E402
 
 BANDS, SIZE = 31, 48
 FRAME = np.array(INSET_COLOUR, dtype=np.uint8)
-
-
-@pytest.fixture(scope="module")
-def cubes():
-    """Clean, noisy and two fake 'denoised' cubes (bands, H, W) in [0, 1]."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:SIZE, 0:SIZE] / SIZE
-    lam = np.linspace(0, 1, BANDS)[:, None, None]
-    clean = 0.2 + 0.3 * np.sin(3 * x + 2 * lam) * np.cos(2 * y) + 0.3 * lam * y
-    clean = np.clip(clean, 0, 1).astype(np.float32)
-    noisy = (clean + 0.1 * rng.standard_normal(clean.shape)).astype(np.float32)
-    good = (clean + 0.01 * rng.standard_normal(clean.shape)).astype(np.float32)
-    fair = (clean + 0.04 * rng.standard_normal(clean.shape)).astype(np.float32)
-    return clean, noisy, {"good": good, "fair": fair}
 
 
 def _png(path) -> np.ndarray:
@@ -72,8 +55,8 @@ def test_default_bands():
     assert all(0 <= b < 162 for b in default_bands(162))
 
 
-def test_false_colour_shape_and_shared_stretch(cubes):
-    clean, noisy, _ = cubes
+def test_false_colour_shape_and_shared_stretch(report_cubes):
+    clean, noisy, _ = report_cubes
     rgb = false_colour(clean)
     assert rgb.shape == (SIZE, SIZE, 3) and rgb.dtype == np.uint8
     assert rgb.min() == 0 and rgb.max() == 255  # 2-98 % stretch saturates the tails
@@ -85,8 +68,8 @@ def test_false_colour_shape_and_shared_stretch(cubes):
         false_colour(clean, bands=(40, 1, 2))
 
 
-def test_inset_panel_draws_box_and_magnified_copy(cubes):
-    rgb = false_colour(cubes[0])
+def test_inset_panel_draws_box_and_magnified_copy(report_cubes):
+    rgb = false_colour(report_cubes[0])
     inset = (30, 28, 10)  # lower right quadrant: the copy goes to the top left
     out = inset_panel(rgb, inset)
     geo = inset_geometry(rgb.shape[:2], inset)
@@ -120,8 +103,8 @@ def test_inset_panel_draws_box_and_magnified_copy(cubes):
 
 
 # --------------------------------------------------------------------- figures
-def test_comparison_figure(cubes, tmp_path):
-    clean, noisy, results = cubes
+def test_comparison_figure(report_cubes, tmp_path):
+    clean, noisy, results = report_cubes
     path = tmp_path / "cmp.png"
     fig = comparison_figure(clean, noisy, results, inset=(30, 28, 10), path=path)
     img = _png(path)
@@ -148,8 +131,8 @@ def test_comparison_figure(cubes, tmp_path):
     _no_pyplot_figures()
 
 
-def test_error_spectral_and_band_figures(cubes, tmp_path):
-    clean, noisy, results = cubes
+def test_error_spectral_and_band_figures(report_cubes, tmp_path):
+    clean, noisy, results = report_cubes
     for fn, kwargs, name in (
         (error_maps, {}, "err.png"),
         (spectral_difference_figure, {"pixels": [(5, 5), (20, 30)]}, "spec.png"),
@@ -169,8 +152,8 @@ def test_error_spectral_and_band_figures(cubes, tmp_path):
     _no_pyplot_figures()
 
 
-def test_write_preview_two_panels(cubes, tmp_path):
-    clean, noisy, results = cubes
+def test_write_preview_two_panels(report_cubes, tmp_path):
+    clean, noisy, results = report_cubes
     path = write_preview(noisy, results["good"], tmp_path / "preview.png")
     img = _png(path)
     assert img.shape == (285, 480, 3)
@@ -203,8 +186,8 @@ def test_markdown_and_csv_rendering():
     assert csv_to_html("a,b\n1,2\n3,4\n").count("<tr>") == 3
 
 
-def test_build_report_embeds_everything(cubes, tmp_path):
-    clean, noisy, results = cubes
+def test_build_report_embeds_everything(report_cubes, tmp_path):
+    clean, noisy, results = report_cubes
     evaluation = tmp_path / "eval"
     evaluation.mkdir()
     (evaluation / "table.md").write_text(TABLE_MD)
@@ -235,7 +218,7 @@ def test_build_report_embeds_everything(cubes, tmp_path):
     _no_pyplot_figures()
 
 
-def test_build_report_results_only_and_errors(tmp_path, cubes):
+def test_build_report_results_only_and_errors(tmp_path, report_cubes):
     evaluation = tmp_path / "eval"
     evaluation.mkdir()
     (evaluation / "table.md").write_text(TABLE_MD)
@@ -244,47 +227,9 @@ def test_build_report_results_only_and_errors(tmp_path, cubes):
     with pytest.raises(InputError, match="nothing to report"):
         build_report(tmp_path / "x")
     with pytest.raises(InputError, match="clean"):
-        build_report(tmp_path / "x", noisy=cubes[1])
+        build_report(tmp_path / "x", noisy=report_cubes[1])
     with pytest.raises(InputError, match="none of"):
         build_report(tmp_path / "x", results_dir=tmp_path / "r")
 
 
 # ----------------------------------------------------------------------- CLI
-def test_report_command(cubes, tmp_path):
-    clean, noisy, results = cubes
-    for name, cube in (("clean", clean), ("noisy", noisy), ("good", results["good"])):
-        np.save(tmp_path / f"{name}.npy", cube * 1000)  # any unit: mapped by clean's range
-    out = tmp_path / "out"
-    args = [
-        "--clean",
-        str(tmp_path / "clean.npy"),
-        "--noisy",
-        str(tmp_path / "noisy.npy"),
-        "--denoised",
-        f"good={tmp_path / 'good.npy'}",
-        "-o",
-        str(out),
-        "--layout",
-        "BHW",
-        "--bands",
-        "20,10,2",
-        "--pixels",
-        "3,4;10,12",
-        "--inset",
-        "5,5,12",
-    ]
-    result = CliRunner().invoke(report_command, args)
-    assert result.exit_code == 0, result.output
-    page = (out / "report.html").read_text()
-    assert page.count("<img") == 4 and "[20, 10, 2]" in page
-    rows = re.findall(r"<tr><td>(noisy|good)</td><td[^>]*>([\d.]+)", page)
-    assert [r[0] for r in rows] == ["noisy", "good"] and float(rows[1][1]) > 35
-    again = CliRunner().invoke(report_command, args)
-    assert again.exit_code == 2 and "--force" in again.output
-    assert CliRunner().invoke(report_command, [*args, "--force"]).exit_code == 0
-    bad = CliRunner().invoke(report_command, [*args, "--force", "--bands", "1,2"])
-    assert bad.exit_code == 2 and "--bands" in bad.output
-    lone = CliRunner().invoke(
-        report_command, ["--noisy", str(tmp_path / "noisy.npy"), "-o", str(tmp_path / "o2")]
-    )
-    assert lone.exit_code == 2 and "--clean" in lone.output

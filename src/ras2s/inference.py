@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cube import denormalise
 from .errors import InputError
 from .tiling import balanced_tile, run_tiled, tile_for_budget
 
@@ -149,21 +150,6 @@ def _normaliser(
         return out.astype(np.float32)
 
     return normalise
-
-
-def _map_back(out: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
-    """Undo the min-max normalisation in place and cast to ``dtype``.
-
-    Integers are rounded and clipped to the dtype's range.
-    """
-    out *= np.float32(hi - lo)
-    out += np.float32(lo)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        np.rint(out, out=out)
-        np.clip(out, info.min, info.max, out=out)
-        return out.astype(dtype)
-    return out.astype(dtype, copy=False)
 
 
 def fixed_bytes(shape: tuple[int, int, int], dtype: np.dtype) -> int:
@@ -347,7 +333,7 @@ def denoise(
         transform=_normaliser(lo, hi, fills),
         progress=progress,
     )
-    result = _map_back(buffer, lo, hi, array.dtype)
+    result = denormalise(buffer, lo, hi, array.dtype, copy=False)
     return torch.from_numpy(result) if as_torch else result
 
 
@@ -381,7 +367,7 @@ def denoise_classical(
         return array.copy()
     normalised = _normaliser(lo, hi, fills)(data)
     out = baselines.run(method, normalised, sigma=sigma, **params).astype(np.float32, copy=False)
-    result = _map_back(out, lo, hi, array.dtype)
+    result = denormalise(out, lo, hi, array.dtype, copy=False)
     if layout.upper() == "HWB":
         result = np.ascontiguousarray(result.transpose(1, 2, 0))
     return result

@@ -33,13 +33,14 @@ non-native byte order is made native).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -57,11 +58,18 @@ from ras2s.errors import InputError, LayoutError, OutputError, Ras2sError
 __all__ = [
     "FORMATS",
     "CubeFile",
+    "atomic_path",
     "default_output_path",
     "detect_layout",
+    "expand_inputs",
+    "find_cubes",
     "is_png_cube_folder",
     "read_cube",
+    "sha256_array",
+    "sha256_file",
+    "write_atomically",
     "write_cube",
+    "write_text_atomically",
 ]
 
 FORMATS: dict[str, str] = {
@@ -538,6 +546,75 @@ def is_png_cube_folder(path: str | os.PathLike) -> bool:
     )
 
 
+def _is_cube(path: Path) -> bool:
+    return (path.is_file() and path.suffix.lower() in FORMATS) or is_png_cube_folder(path)
+
+
+def find_cubes(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Cube files and PNG-band folders in ``folder``, sorted.
+
+    Names starting with ``.`` are skipped; a PNG-band folder is a cube (not searched
+    further). ``recursive`` searches sub-folders too (following links). An empty list
+    when there is none; :class:`InputError` when ``folder`` is not a folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder of cubes")
+    if not recursive:
+        return sorted(p for p in root.iterdir() if not p.name.startswith(".") and _is_cube(p))
+    found = []
+    for here, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        base = Path(here)
+        if base != root and is_png_cube_folder(base):
+            found.append(base)
+            dirs.clear()
+            continue
+        found += [base / f for f in files if not f.startswith(".") and _is_cube(base / f)]
+    return sorted(found)
+
+
+def expand_inputs(items: Iterable[str | os.PathLike], *, recursive: bool = False) -> list[Path]:
+    """Input paths with every folder of cubes replaced by the cubes it holds.
+
+    A file or a PNG-band folder stands for itself (missing ones too: reading them says
+    what is wrong); another folder gives :func:`find_cubes` and must hold at least one.
+    """
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir() and not is_png_cube_folder(path):
+            found = find_cubes(path, recursive=recursive)
+            if not found:
+                raise InputError(f"{path}: folder holds no cube files ({', '.join(FORMATS)})")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    return paths
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file; of a folder (a PNG-band cube): of each file's name and bytes.
+
+    A folder's files are taken in sorted order, each as ``name + NUL + content``.
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            digest.update(f.name.encode() + b"\0")
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_array(array: np.ndarray) -> str:
+    """Hex sha256 of an array's bytes (C order)."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
 def _input_format(p: Path) -> str:
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
@@ -762,15 +839,53 @@ def _atomic_file(final: Path, write: Callable[[Path], None], companions: tuple =
         _fail(final, exc)
 
 
-def write_atomically(final: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` for a temporary file beside ``final``, then rename it onto ``final``.
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside ``final``, renamed onto it when the block succeeds.
 
-    The temporary file gets a normal file mode; on any failure it is removed, ``final`` is
-    left as it was, and the error is raised as a one-line :class:`OutputError`.
+    For writers that fill a file over time (a stream, several blocks): on any failure
+    the temporary file is removed, ``final`` is left as it was, and the error is raised
+    as a one-line :class:`OutputError` (ras2s errors and interrupts unchanged).
+
+    Examples
+    --------
+    >>> with atomic_path("out.bin") as tmp:  # doctest: +SKIP
+    ...     tmp.write_bytes(b"...")
     """
     final = Path(final)
-    _atomic_file(final, write)
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=".ras2s-", suffix=final.suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, final)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        _fail(final, exc)
+
+
+def write_atomically(
+    final: str | os.PathLike, write: Callable[[Path], object], *, folder: bool = False
+) -> Path:
+    """Call ``write(tmp)`` for a temporary file (or folder) beside ``final``, then rename.
+
+    The temporary gets a normal mode; on any failure it is removed, ``final`` is left as
+    it was, and the error is raised as a one-line :class:`OutputError`. With
+    ``folder=True``, ``write`` fills a temporary folder that replaces ``final`` whole.
+    """
+    final = Path(final)
+    if folder:
+        _atomic_dir(final, write)
+    else:
+        _atomic_file(final, write)
     return final
+
+
+def write_text_atomically(final: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``final`` through :func:`write_atomically`."""
+    return write_atomically(final, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _atomic_dir(final: Path, write: Callable[[Path], None]) -> None:

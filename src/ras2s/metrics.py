@@ -44,6 +44,7 @@ __all__ = [
     "mssim",
     "psnr_per_band",
     "sam",
+    "score",
     "ssim_per_band",
 ]
 
@@ -442,3 +443,41 @@ def ergas(x: Any, y: Any) -> float:
             f"{ya.shape} have mean 0"
         )
     return float(100.0 * np.sqrt(np.mean(mse / mean_y**2)))
+
+
+def score(x: Any, y: Any) -> dict[str, float]:
+    """Every metric of an estimate ``x`` against the reference ``y``, both in [0, 1] units.
+
+    The one scoring of ras2s (``ras2s evaluate``, ``ras2s report``): ``psnr`` (MPSNR,
+    data range 1), ``ssim_paper`` and ``ssim_gaussian`` (MSSIM in both conventions),
+    ``sam`` (radians, ``ras2s`` convention) with ``sam_excluded`` (pixels left out),
+    and ``ergas``. A metric undefined for these cubes (a band too small for the SSIM
+    window, a reference band of mean 0 for ERGAS) is NaN.
+
+    Raises
+    ------
+    InputError
+        When the shapes differ or an input is not a real 3-D cube.
+
+    Examples
+    --------
+    >>> y = np.linspace(0.1, 1, 2 * 16 * 16).reshape(2, 16, 16)
+    >>> round(score(y, y)["ssim_paper"], 6), score(y, y)["sam_excluded"]
+    (1.0, 0)
+    """
+    x, y = _check_pair(x, y)
+    out: dict[str, float] = {}
+
+    def put(name: str, fn: Any) -> None:
+        try:
+            out[name] = float(fn())
+        except InputError:
+            out[name] = math.nan
+
+    put("psnr", lambda: mpsnr(x, y, data_range=1.0))
+    put("ssim_paper", lambda: mssim(x, y, convention="paper"))
+    put("ssim_gaussian", lambda: mssim(x, y, convention="gaussian"))
+    angle, excluded = sam(x, y, return_excluded=True)
+    out["sam"], out["sam_excluded"] = float(angle), int(excluded)
+    put("ergas", lambda: ergas(x, y))
+    return out

@@ -103,6 +103,7 @@ __all__ = [
     "impulse",
     "mixture",
     "poisson",
+    "resolve_case",
     "speckle",
     "stripe",
 ]
@@ -814,7 +815,12 @@ CASES: dict[str, Callable[..., Any]] = {
 _IID_RE = re.compile(r"^(?:iid|gaussian)(\d+(?:\.\d+)?)$")
 
 
-def _resolve_case(case: str) -> tuple[str, Callable[..., Any]]:
+def resolve_case(case: str) -> tuple[str, Callable[..., Any]]:
+    """``(name, noise function)`` of a case name; :class:`InputError` listing the known ones.
+
+    Names are case-insensitive; ``iidNN`` / ``gaussianNN`` is i.i.d. Gaussian noise of
+    sigma NN on the paper's 0-255 scale (``iid30``: sigma 30/255).
+    """
     if not isinstance(case, str):
         raise InputError(f"case must be a string, got {type(case).__name__}")
     name = case.strip().lower()
@@ -877,7 +883,7 @@ def add_noise(
     >>> np.array_equal(y, add_noise(x, "gaussian30", rng=0))
     True
     """
-    name, fn = _resolve_case(case)
+    name, fn = resolve_case(case)
     base = fn.func if isinstance(fn, functools.partial) else fn
     fixed = set(fn.keywords) if isinstance(fn, functools.partial) else set()
     accepted = [

@@ -22,10 +22,8 @@ the network with the same shape, and every parameter must be filled; otherwise a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +32,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import WeightsError
+from .errors import OutputError, WeightsError
+from .io import atomic_path, sha256_file, write_atomically
 from .model import RAS2S, RAS2SConfig
 
 OFFICIAL_URL = (
@@ -83,17 +82,8 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("ras2s"))
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verified(path: Path, spec: NamedWeights, origin: str) -> Path:
-    if spec.sha256 is not None and sha256_of(path) != spec.sha256:
+    if spec.sha256 is not None and sha256_file(path) != spec.sha256:
         raise WeightsError(
             f"{path} ({origin}) does not match the sha256 of the {spec.name!r} weights "
             f"({spec.sha256[:12]}...): the file is corrupt or a different checkpoint"
@@ -110,20 +100,16 @@ def download(name: str = "official", *, force: bool = False) -> Path:
     if target.exists() and not force:
         return _verified(target, spec, "cache")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".ras2s-")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=60) as src:
-            while block := src.read(1 << 20):
-                out.write(block)
-        _verified(Path(tmp), spec, f"downloaded from {spec.url}")
-        os.replace(tmp, target)
-    except OSError as err:
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(spec.url, timeout=60) as src:
+                while block := src.read(1 << 20):
+                    out.write(block)
+            _verified(tmp, spec, f"downloaded from {spec.url}")
+    except OutputError as err:  # the download itself failed (atomic_path words it so)
         raise WeightsError(
-            f"could not download the {name!r} weights from {spec.url}: {err}"
+            f"could not download the {name!r} weights from {spec.url}: {err.__cause__ or err}"
         ) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target
 
 
@@ -397,7 +383,6 @@ def save_weights(model: RAS2S, path: str | os.PathLike, card: dict | None = None
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "card": json.loads(json.dumps(card or {})),
     }
-    from .io import write_atomically
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as handle:  # a file object: torch rejects dot-file names

@@ -7,7 +7,7 @@ per split, read with ``np.load(mmap_mode="r")``, plus ``manifest.json``);
 
 from .augment import augment
 from .dataset import EpochSampler, PatchDataset
-from .patches import centre_crop, extract_patches, minmax_normalise, patch_count, rescale
+from .patches import extract_patches, patch_count, rescale
 from .prepare import BAND_RULES, PrepareConfig, prepare
 
 __all__ = [
@@ -16,9 +16,7 @@ __all__ = [
     "PatchDataset",
     "PrepareConfig",
     "augment",
-    "centre_crop",
     "extract_patches",
-    "minmax_normalise",
     "patch_count",
     "prepare",
     "rescale",

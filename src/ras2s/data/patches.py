@@ -1,4 +1,4 @@
-"""Patch geometry: centre crop, multi-scale resampling and strided patch extraction.
+"""Patch geometry: multi-scale resampling and strided patch extraction.
 
 The paper (supplementary, "Training data") crops 100 ICVL images to 1024 x 1024 and
 cuts 64 x 64 patches at scales 1, 1/2 and 1/4 with strides 64, 32 and 32 (the authors'
@@ -52,27 +52,6 @@ def patch_count(h: int, w: int, patch: int, scales: Sequence[float], strides: Se
         _fits(scaled_size(h, k), patch, s) * _fits(scaled_size(w, k), patch, s)
         for k, s in zip(scales, strides, strict=True)
     )
-
-
-def minmax_normalise(cube: np.ndarray) -> np.ndarray:
-    """Global min-max normalisation of a whole cube to [0, 1], float32 (as the paper)."""
-    data = np.asarray(cube, dtype=np.float64)
-    if not np.isfinite(data).all():
-        raise InputError(f"cube of shape {data.shape} holds NaN or infinite values")
-    lo, hi = float(data.min()), float(data.max())
-    if hi <= lo:
-        raise InputError(f"cube of shape {data.shape} is constant ({lo}); cannot normalise")
-    return ((data - lo) / (hi - lo)).astype(np.float32)
-
-
-def centre_crop(cube: np.ndarray, size: int | None) -> np.ndarray:
-    """Centre crop ``(bands, H, W)`` to at most ``size x size`` (smaller axes are kept)."""
-    if size is None:
-        return cube
-    _, h, w = cube.shape
-    ch, cw = min(size, h), min(size, w)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return cube[:, top : top + ch, left : left + cw]
 
 
 def rescale(cube: np.ndarray, scale: float) -> np.ndarray:

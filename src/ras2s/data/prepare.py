@@ -26,7 +26,7 @@ A cube with fewer than ``bands`` bands is an error under every rule.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import math
 import os
@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cube import centre_crop, normalise
 from ..errors import InputError, OutputError, Ras2sError
-from ..io import is_png_cube_folder, read_cube
-from .patches import centre_crop, extract_patches, minmax_normalise, patch_count
+from ..io import FORMATS, atomic_path, find_cubes, read_cube, sha256_file, write_text_atomically
+from .patches import extract_patches, patch_count
 
 BAND_RULES = ("error", "select", "window")
-CUBE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".tif", ".tiff", ".hdr")
 _HEADER_BYTES = 4096
 
 
@@ -80,32 +80,6 @@ class PrepareConfig:
         patch_count(self.patch, self.patch, self.patch, self.scales, self.strides)  # checks
 
 
-def find_cubes(src: Path) -> list[Path]:
-    """Cube files (and PNG band folders) under ``src``, recursively, in sorted order."""
-    if not src.is_dir():
-        raise InputError(f"{src}: not a folder of cubes")
-    found = []
-    for root, dirs, files in os.walk(src, followlinks=True):
-        dirs.sort()
-        here = Path(root)
-        if here != src and is_png_cube_folder(here):
-            found.append(here)
-            dirs.clear()
-            continue
-        found += [here / f for f in sorted(files) if Path(f).suffix.lower() in CUBE_SUFFIXES]
-    return sorted(found)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file (of every file, sorted, for a PNG folder)."""
-    digest = hashlib.sha256()
-    for f in sorted(path.iterdir()) if path.is_dir() else [path]:
-        with open(f, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def band_windows(n_bands: int, bands: int | None, rule: str, source: str) -> list[list[int]]:
     """Band index lists a cube of ``n_bands`` bands contributes under ``rule``."""
     if bands is None:
@@ -135,8 +109,7 @@ class _NpyWriter:
     """Append ``(k, bands, p, p)`` float32 blocks to a ``.npy`` file; header at close."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.part = path, path.with_name(path.name + ".part")
-        self.handle = open(self.part, "wb")
+        self.handle = open(path, "wb")  # noqa: SIM115 - closed by close()
         self.handle.write(b"\0" * _HEADER_BYTES)
         self.n, self.item_shape = 0, None
 
@@ -157,12 +130,6 @@ class _NpyWriter:
         self.handle.seek(0)
         self.handle.write(header)
         self.handle.close()
-        os.replace(self.part, self.path)
-
-    def abort(self) -> None:
-        self.handle.close()
-        if self.part.exists():
-            self.part.unlink()
 
 
 def prepare(
@@ -181,9 +148,46 @@ def prepare(
         raise OutputError(f"{out} already holds a patch store (manifest.json); use --force")
     files = [f for f in find_cubes(src) if _match(f, src, config.exclude) is None]
     if not files:
-        raise InputError(f"{src}: no cube files ({', '.join(CUBE_SUFFIXES)}) found")
-
+        raise InputError(f"{src}: no cube files ({', '.join(FORMATS)}) found")
     # Pass 1: read every cube (one at a time), check band counts, decide the split.
+    infos, skipped = _survey(files, src, config, log)
+    _check_band_counts(infos, config)
+    val = _validation_files(infos, src, config)
+    # Pass 2: normalise, crop, patch, append to the split's file.
+    out.mkdir(parents=True, exist_ok=True)
+    images, counts = _write_patches(infos, val, out, config, log)
+    sources = [
+        {k: v for k, v in i.items() if k not in ("path", "windows")}
+        | {"sha256": sha256_file(i["path"]), "split": "val" if i["file"] in val else "train"}
+        for i in infos
+    ]
+    manifest = {
+        "format": "ras2s-patches/1",
+        "command": command,
+        "source_dir": str(src.resolve()),
+        "config": asdict(config),
+        "normalisation": "per source cube, global min-max to [0, 1], before band rule and crop",
+        "band_rule": config.band_rule,
+        "bands": config.bands or infos[0]["shape"][0],
+        "patch": config.patch,
+        "crop": config.crop,
+        "scales": list(config.scales),
+        "strides": list(config.strides),
+        "seed": config.seed,
+        "sources": sources,
+        "skipped": skipped,
+        "images": images,
+        "counts": counts,
+        "files": {"train": "train.npy", "val": "val.npy"},
+    }
+    write_text_atomically(out / "manifest.json", json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _survey(
+    files: list[Path], src: Path, config: PrepareConfig, log: Callable[[str], None]
+) -> tuple[list[dict], list[dict]]:
+    """Shape, dtype, key and layout of every readable cube; the skipped ones."""
     infos, skipped = [], []
     for f in files:
         try:
@@ -207,6 +211,11 @@ def prepare(
         del cube
     if not infos:
         raise InputError(f"{src}: none of the {len(files)} files could be read")
+    return infos, skipped
+
+
+def _check_band_counts(infos: list[dict], config: PrepareConfig) -> None:
+    """Refuse unequal band counts under rule ``error``; give each cube its band windows."""
     counts = {i["file"]: i["shape"][0] for i in infos}
     if (
         config.band_rule == "error"
@@ -221,7 +230,10 @@ def prepare(
     for i in infos:
         i["windows"] = band_windows(i["shape"][0], config.bands, config.band_rule, i["file"])
 
-    val = set()
+
+def _validation_files(infos: list[dict], src: Path, config: PrepareConfig) -> set[str]:
+    """The files held out for validation (by --val-list names, or --val-images drawn)."""
+    val: set[str] = set()
     if config.val_list:
         for name in config.val_list:
             hits = [i["file"] for i in infos if _match(i["path"], src, [name])]
@@ -235,69 +247,45 @@ def prepare(
             )
         order = np.random.default_rng(config.seed).permutation(len(infos))
         val = {infos[k]["file"] for k in order[: config.val_images]}
+    return val
 
-    # Pass 2: normalise, crop, patch, append to the split's file.
-    out.mkdir(parents=True, exist_ok=True)
-    writers = {"train": _NpyWriter(out / "train.npy"), "val": _NpyWriter(out / "val.npy")}
+
+def _write_patches(
+    infos: list[dict], val: set[str], out: Path, config: PrepareConfig, log: Callable
+) -> tuple[list[dict], dict[str, int]]:
+    """Patch every cube into ``train.npy`` / ``val.npy`` (both written atomically)."""
     images = []
-    try:
+    with contextlib.ExitStack() as stack:
+        writers = {
+            split: _NpyWriter(stack.enter_context(atomic_path(out / f"{split}.npy")))
+            for split in ("train", "val")
+        }
+        for writer in writers.values():  # closed before a failed temporary file is removed
+            stack.callback(writer.handle.close)
         for i in infos:
             split = "val" if i["file"] in val else "train"
-            cube = minmax_normalise(read_cube(i["path"], key=config.key, layout=config.layout).data)
+            data = read_cube(i["path"], key=config.key, layout=config.layout).data
+            cube, _, _ = normalise(data, source=i["file"])
             for w, band_ids in enumerate(i["windows"]):
                 part = centre_crop(cube[band_ids], config.crop)
-                _, h, wd = part.shape
                 patches = extract_patches(part, config.patch, config.scales, config.strides)
-                start = writers[split].n
-                writers[split].write(patches)
                 images.append(
                     {
                         "file": i["file"],
                         "split": split,
                         "window": w,
                         "bands": _compact(band_ids),
-                        "crop": [h, wd],
+                        "crop": list(part.shape[1:]),
                         "count": int(patches.shape[0]),
-                        "offset": start,
+                        "offset": writers[split].n,
                     }
                 )
+                writers[split].write(patches)
             log(f"{i['file']}: {split}, {len(i['windows'])} band set(s)")
         n_bands = config.bands or infos[0]["shape"][0]
         for w in writers.values():
             w.close((n_bands, config.patch, config.patch))
-    except BaseException:
-        for w in writers.values():
-            w.abort()
-        raise
-
-    sources = [
-        {k: v for k, v in i.items() if k not in ("path", "windows")}
-        | {"sha256": sha256_file(i["path"]), "split": "val" if i["file"] in val else "train"}
-        for i in infos
-    ]
-    manifest = {
-        "format": "ras2s-patches/1",
-        "command": command,
-        "source_dir": str(src.resolve()),
-        "config": asdict(config),
-        "normalisation": "per source cube, global min-max to [0, 1], before band rule and crop",
-        "band_rule": config.band_rule,
-        "bands": config.bands or infos[0]["shape"][0],
-        "patch": config.patch,
-        "crop": config.crop,
-        "scales": list(config.scales),
-        "strides": list(config.strides),
-        "seed": config.seed,
-        "sources": sources,
-        "skipped": skipped,
-        "images": images,
-        "counts": {s: writers[s].n for s in writers},
-        "files": {"train": "train.npy", "val": "val.npy"},
-    }
-    tmp = out / "manifest.json.part"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / "manifest.json")
-    return manifest
+    return images, {split: w.n for split, w in writers.items()}
 
 
 def _compact(ids: list[int]) -> list[int] | dict[str, int]:

@@ -35,6 +35,10 @@ import numpy as np
 from ras2s.errors import InputError, Ras2sError
 
 __all__ = [
+    "as_cube",
+    "check_pixels",
+    "check_rgb",
+    "same_shape",
     "INSET_COLOUR",
     "comparison_figure",
     "default_bands",
@@ -86,7 +90,8 @@ def _save(fig: Any, path: str | os.PathLike | None) -> None:
 
 
 # ------------------------------------------------------------------------ checks
-def _cube(x: Any, what: str) -> np.ndarray:
+def as_cube(x: Any, what: str) -> np.ndarray:
+    """``x`` as a real ``(bands, H, W)`` array; :class:`InputError` naming ``what`` otherwise."""
     arr = np.asarray(x)
     if arr.ndim != 3 or min(arr.shape) < 1:
         raise InputError(f"{what}: expected a cube (bands, H, W), got shape {arr.shape}")
@@ -95,10 +100,11 @@ def _cube(x: Any, what: str) -> np.ndarray:
     return arr
 
 
-def _same_shape(ref: np.ndarray, others: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def same_shape(ref: np.ndarray, others: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The cubes of ``others`` as arrays, each checked to have the shape of ``ref``."""
     out = {}
     for name, cube in others.items():
-        arr = _cube(cube, name)
+        arr = as_cube(cube, name)
         if arr.shape != ref.shape:
             raise InputError(
                 f"{name}: shape {arr.shape} differs from the reference's {ref.shape} (bands, H, W)"
@@ -139,7 +145,8 @@ def default_bands(n_bands: int) -> tuple[int, int, int]:
     return (round(top * 5 / 6), round(top / 2), round(top / 6))
 
 
-def _check_bands(bands: Sequence[int] | None, n_bands: int) -> tuple[int, int, int]:
+def check_rgb(bands: Sequence[int] | None, n_bands: int) -> tuple[int, int, int]:
+    """Three (red, green, blue) band indices in range; ``None``: :func:`default_bands`."""
     if bands is None:
         return default_bands(n_bands)
     picked = tuple(int(b) for b in bands)
@@ -172,8 +179,8 @@ def stretch_limits(
     -------
     ndarray of float64, shape (3, 2)
     """
-    arr = _cube(cube, "cube")
-    idx = _check_bands(bands, arr.shape[0])
+    arr = as_cube(cube, "cube")
+    idx = check_rgb(bands, arr.shape[0])
     limits = np.empty((3, 2))
     for c, b in enumerate(idx):
         band = arr[b].astype(np.float64)
@@ -217,8 +224,8 @@ def false_colour(
     >>> false_colour(cube).shape
     (8, 8, 3)
     """
-    arr = _cube(cube, "cube")
-    idx = _check_bands(bands, arr.shape[0])
+    arr = as_cube(cube, "cube")
+    idx = check_rgb(bands, arr.shape[0])
     lim = stretch_limits(arr, idx, percentiles=percentiles) if limits is None else limits
     lim = np.asarray(lim, dtype=np.float64)
     if lim.shape != (3, 2):
@@ -388,10 +395,10 @@ def comparison_figure(
     -------
     matplotlib.figure.Figure
     """
-    ref = _cube(clean, "clean")
-    cubes = _same_shape(ref, {} if noisy is None else {"noisy": noisy})
-    cubes.update(_same_shape(ref, results))
-    idx = _check_bands(bands, ref.shape[0])
+    ref = as_cube(clean, "clean")
+    cubes = same_shape(ref, {} if noisy is None else {"noisy": noisy})
+    cubes.update(same_shape(ref, results))
+    idx = check_rgb(bands, ref.shape[0])
     lim = stretch_limits(ref, idx)
     panels = [("clean (reference)", ref)] + [
         (f"{name}\n{_psnr(cube, ref):.2f} dB", cube) for name, cube in cubes.items()
@@ -436,8 +443,8 @@ def error_maps(
     -------
     matplotlib.figure.Figure
     """
-    ref = _cube(clean, "clean").astype(np.float64)
-    cubes = _same_shape(ref, results)
+    ref = as_cube(clean, "clean").astype(np.float64)
+    cubes = same_shape(ref, results)
     if not cubes:
         raise InputError("error_maps needs at least one result")
     maps = {n: np.mean(np.abs(c.astype(np.float64) - ref), axis=0) for n, c in cubes.items()}
@@ -459,7 +466,8 @@ def error_maps(
     return fig
 
 
-def _check_pixels(pixels: Sequence[Sequence[int]], shape: tuple[int, ...]) -> list[tuple]:
+def check_pixels(pixels: Sequence[Sequence[int]], shape: tuple[int, ...]) -> list[tuple]:
+    """``(y, x)`` pixels inside a ``(bands, H, W)`` shape, as int tuples."""
     out = []
     for p in pixels:
         y, x = (int(v) for v in p)
@@ -499,9 +507,9 @@ def spectral_difference_figure(
     -------
     matplotlib.figure.Figure
     """
-    ref = _cube(clean, "clean").astype(np.float64)
-    cubes = _same_shape(ref, results)
-    pts = _check_pixels(pixels, ref.shape)
+    ref = as_cube(clean, "clean").astype(np.float64)
+    cubes = same_shape(ref, results)
+    pts = check_pixels(pixels, ref.shape)
     x_axis = np.arange(ref.shape[0]) if wavelengths is None else np.asarray(wavelengths)
     if x_axis.shape != (ref.shape[0],):
         raise InputError(f"wavelengths must have {ref.shape[0]} values, got {x_axis.size}")
@@ -552,8 +560,8 @@ def per_band_psnr_figure(
     """
     from ras2s.metrics import psnr_per_band
 
-    ref = _cube(clean, "clean").astype(np.float64)
-    cubes = _same_shape(ref, results)
+    ref = as_cube(clean, "clean").astype(np.float64)
+    cubes = same_shape(ref, results)
     x_axis = np.arange(ref.shape[0]) if wavelengths is None else np.asarray(wavelengths)
     fig = _new_figure(6.0, 3.4, dpi)
     ax = fig.add_subplot(1, 1, 1)
@@ -598,9 +606,9 @@ def write_preview(
     pathlib.Path
         ``path``.
     """
-    after = _cube(denoised, "denoised")
-    before = _same_shape(after, {"noisy": noisy})["noisy"]
-    idx = _check_bands(bands, after.shape[0])
+    after = as_cube(denoised, "denoised")
+    before = same_shape(after, {"noisy": noisy})["noisy"]
+    idx = check_rgb(bands, after.shape[0])
     lim = stretch_limits(after, idx)
     fig = _new_figure(2 * _PANEL_INCHES, _PANEL_INCHES + _TITLE_INCHES, dpi)
     for i, (title, cube) in enumerate((("noisy", before), ("denoised", after))):

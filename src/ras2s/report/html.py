@@ -15,9 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ras2s.errors import InputError
+from ras2s.io import write_text_atomically
 
 from . import figures
 
@@ -181,24 +180,20 @@ def metrics_table(clean: Any, cubes: Mapping[str, Any]) -> list[dict[str, Any]]:
         ``sam_rad``; a metric that is undefined for the cube (too small for SSIM, ...)
         is NaN.
     """
-    from ras2s import metrics
+    from ras2s.metrics import score
 
-    ref = np.asarray(clean, dtype=np.float64)
     rows = []
     for name, cube in cubes.items():
-        x = np.asarray(cube, dtype=np.float64)
-        row: dict[str, Any] = {"method": name}
-        for key, fn in (
-            ("mpsnr", lambda a: metrics.mpsnr(a, ref)),
-            ("mssim_paper", lambda a: metrics.mssim(a, ref, convention="paper")),
-            ("mssim_gaussian", lambda a: metrics.mssim(a, ref, convention="gaussian")),
-            ("sam_rad", lambda a: metrics.sam(a, ref)),
-        ):
-            try:
-                row[key] = float(fn(x))
-            except InputError:
-                row[key] = float("nan")
-        rows.append(row)
+        scores = score(cube, clean)
+        rows.append(
+            {
+                "method": name,
+                "mpsnr": scores["psnr"],
+                "mssim_paper": scores["ssim_paper"],
+                "mssim_gaussian": scores["ssim_gaussian"],
+                "sam_rad": scores["sam"],
+            }
+        )
     return rows
 
 
@@ -303,74 +298,19 @@ def build_report(
         a results folder without any of the expected files, bad inset/pixels/bands.
     """
     out = Path(out_dir)
-    have_cubes = clean is not None
-    if not have_cubes and (noisy is not None or results):
+    if clean is None and (noisy is not None or results):
         raise InputError("a report of denoised cubes needs the clean (reference) cube")
-    if not have_cubes and results_dir is None:
+    if clean is None and results_dir is None:
         raise InputError("nothing to report: give cubes (clean, noisy, results) or results_dir")
-    sections: list[str] = []
     info: dict[str, Any] = {
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     }
-
-    tables_html = ""
-    if results_dir is not None:
-        tables_html = _results_dir_html(Path(results_dir))
-
-    if have_cubes:
-        ref = figures._cube(clean, "clean")
-        cubes: dict[str, Any] = {}
-        if noisy is not None:
-            cubes["noisy"] = noisy
+    tables_html = _results_dir_html(Path(results_dir)) if results_dir is not None else ""
+    sections: list[str] = []
+    if clean is not None:
+        cubes = {"noisy": noisy} if noisy is not None else {}
         cubes.update(results or {})
-        cubes = figures._same_shape(ref, cubes)
-        idx = figures._check_bands(bands, ref.shape[0])
-        box = tuple(inset) if inset is not None else _default_inset(ref.shape)
-        figures.inset_geometry(ref.shape[1:], box)  # validate before any work
-        pts = figures._check_pixels(pixels or _default_pixels(ref.shape), ref.shape)
-        info.update(
-            {
-                "shape (bands, H, W)": list(ref.shape),
-                "false-colour bands (r, g, b)": list(idx),
-                "stretch": "2-98 % percentiles of the clean cube",
-                "inset (y0, x0, size)": list(box),
-                "pixels (y, x)": [list(p) for p in pts],
-                "metrics": "data range 1; MSSIM paper = whole-band SSIM of the "
-                "authors' test loop, gaussian = Wang et al. 2004; SAM in radians",
-            }
-        )
-        out.mkdir(parents=True, exist_ok=True)
-        if cubes:
-            sections.append("<h2>Metrics</h2>\n" + _metrics_html(metrics_table(ref, cubes)))
-        made = []
-        others = {k: v for k, v in cubes.items() if k != "noisy"}
-        figures.comparison_figure(
-            ref, cubes.get("noisy"), others, inset=box, bands=idx, path=out / "comparison.png"
-        )
-        made.append(
-            (
-                "comparison.png",
-                "False colour: clean, noisy and every method "
-                "(PSNR in the titles), with the same magnified inset",
-            )
-        )
-        if cubes:
-            figures.error_maps(ref, cubes, path=out / "error_maps.png")
-            made.append(("error_maps.png", "Mean absolute error over bands (one colour scale)"))
-            figures.spectral_difference_figure(
-                ref, cubes, pts, path=out / "spectral_difference.png"
-            )
-            made.append(("spectral_difference.png", "Absolute error per band at chosen pixels"))
-            figures.per_band_psnr_figure(ref, cubes, path=out / "per_band_psnr.png")
-            made.append(("per_band_psnr.png", "PSNR of every band"))
-        sections.append(
-            "<h2>Figures</h2>\n"
-            + "\n".join(
-                f"<figure>{_png_tag(out / name, name)}<figcaption>{html.escape(caption)}"
-                f"</figcaption></figure>"
-                for name, caption in made
-            )
-        )
+        sections += _cube_sections(out, clean, cubes, bands, inset, pixels, info)
     out.mkdir(parents=True, exist_ok=True)
     if tables_html:
         sections.append(tables_html)
@@ -381,11 +321,64 @@ def build_report(
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{html.escape(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
     )
-    target = out / REPORT_NAME
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_text_atomically(out / REPORT_NAME, page)
+
+
+def _cube_sections(
+    out: Path,
+    clean: Any,
+    cubes: Mapping[str, Any],
+    bands: Sequence[int] | None,
+    inset: tuple[int, int, int] | None,
+    pixels: Sequence[Sequence[int]] | None,
+    info: dict[str, Any],
+) -> list[str]:
+    """Check the cubes, write the figures into ``out``; the metric and figure sections."""
+    ref = figures.as_cube(clean, "clean")
+    cubes = figures.same_shape(ref, cubes)
+    idx = figures.check_rgb(bands, ref.shape[0])
+    box = tuple(inset) if inset is not None else _default_inset(ref.shape)
+    figures.inset_geometry(ref.shape[1:], box)  # validate before any work
+    pts = figures.check_pixels(pixels or _default_pixels(ref.shape), ref.shape)
+    info.update(
+        {
+            "shape (bands, H, W)": list(ref.shape),
+            "false-colour bands (r, g, b)": list(idx),
+            "stretch": "2-98 % percentiles of the clean cube",
+            "inset (y0, x0, size)": list(box),
+            "pixels (y, x)": [list(p) for p in pts],
+            "metrics": "data range 1; MSSIM paper = whole-band SSIM of the "
+            "authors' test loop, gaussian = Wang et al. 2004; SAM in radians",
+        }
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    sections = []
+    if cubes:
+        sections.append("<h2>Metrics</h2>\n" + _metrics_html(metrics_table(ref, cubes)))
+    others = {k: v for k, v in cubes.items() if k != "noisy"}
+    figures.comparison_figure(
+        ref, cubes.get("noisy"), others, inset=box, bands=idx, path=out / "comparison.png"
+    )
+    made = [
+        (
+            "comparison.png",
+            "False colour: clean, noisy and every method "
+            "(PSNR in the titles), with the same magnified inset",
+        )
+    ]
+    if cubes:
+        figures.error_maps(ref, cubes, path=out / "error_maps.png")
+        made.append(("error_maps.png", "Mean absolute error over bands (one colour scale)"))
+        figures.spectral_difference_figure(ref, cubes, pts, path=out / "spectral_difference.png")
+        made.append(("spectral_difference.png", "Absolute error per band at chosen pixels"))
+        figures.per_band_psnr_figure(ref, cubes, path=out / "per_band_psnr.png")
+        made.append(("per_band_psnr.png", "PSNR of every band"))
+    figures_html = "\n".join(
+        f"<figure>{_png_tag(out / name, name)}<figcaption>{html.escape(caption)}"
+        f"</figcaption></figure>"
+        for name, caption in made
+    )
+    return [*sections, "<h2>Figures</h2>\n" + figures_html]
 
 
 def _results_dir_html(folder: Path) -> str:

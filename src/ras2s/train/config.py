@@ -82,12 +82,12 @@ class TrainConfig:
             raise InputError("noise_stages must start with a stage at 0.0")
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
-        from ..noise import _resolve_case
+        from ..noise import resolve_case
 
         for _, kind in self.noise_stages:
             if kind != "complex":
-                _resolve_case(kind)
-        _resolve_case(self.val_noise)
+                resolve_case(kind)
+        resolve_case(self.val_noise)
 
     def arch(self) -> dict[str, int]:
         """The architecture part, as :class:`ras2s.model.RAS2SConfig` keyword arguments."""

@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 
 from ..errors import WeightsError
+from ..io import sha256_file
 from ..model import RAS2S, RAS2SConfig
-from ..weights import save_weights, sha256_of
+from ..weights import save_weights
 
 
 def read_training_checkpoint(path: str | os.PathLike) -> dict:
@@ -134,7 +135,7 @@ def export(
         ]
     card["source_checkpoint"] = {
         "file": str(Path(ckpt_path).name),
-        "sha256": sha256_of(Path(ckpt_path)),
+        "sha256": sha256_file(ckpt_path),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from ..errors import InputError
 from .config import TrainConfig, dump_config
-from .system import PatchDataModule, ProgressLine, RAS2STrainer
+from .system import PatchDataModule, ProgressLine, RAS2SSystem
 
 
 def _loggers(out: Path) -> list:
@@ -71,7 +71,7 @@ def fit(
     callbacks: tuple = (),
     command: list[str] | None = None,
     **trainer_overrides,
-) -> tuple[L.Trainer, RAS2STrainer]:
+) -> tuple[L.Trainer, RAS2SSystem]:
     """Train; with ``resume`` continue from ``<out>/checkpoints/last.ckpt``."""
     if not cfg.data:
         raise InputError("no training data: pass --data DIR (a folder written by `ras2s prepare`)")
@@ -85,7 +85,7 @@ def fit(
         raise InputError(f"{out} already holds a run; use --resume or another --out")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = PatchDataModule(cfg)
-    system = RAS2STrainer(cfg)
+    system = RAS2SSystem(cfg)
     trainer = build_trainer(cfg, callbacks, **trainer_overrides)
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from .config import TrainConfig, from_dict
 from .noise_schedule import lr_factor_at, noise_kind_at, noisy_batch
 
 
-class RAS2STrainer(L.LightningModule):
+class RAS2SSystem(L.LightningModule):
     """Loss, optimiser, schedules, training noise and validation around :class:`RAS2S`.
 
     Parameters

@@ -1,4 +1,4 @@
-"""The ``ras2s report`` command (registered on the ``ras2s`` group by :mod:`ras2s.cli`)."""
+"""``ras2s report``: an HTML page of figures and tables comparing denoised cubes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from .cli import handle_errors, key_option, layout_option
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
+from . import options
 
-__all__ = ["parse_ints", "parse_pixels", "report_command"]
+__all__ = ["parse_ints", "parse_pixels", "report"]
 
 _OUTPUTS = (
     "report.html",
@@ -38,8 +38,8 @@ def parse_pixels(text: str) -> list[tuple[int, int]]:
     return [parse_ints(p, 2, "--pixels") for p in text.split(";") if p.strip()]  # type: ignore[misc]
 
 
-def _bands_cb(ctx, param, value):
-    return parse_ints(value, 3, "--bands") if value else None
+def _rgb_cb(ctx, param, value):
+    return parse_ints(value, 3, "--rgb") if value else None
 
 
 def _inset_cb(ctx, param, value):
@@ -68,7 +68,7 @@ def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@click.command("report")
+@click.command()
 @click.option("--clean", "clean_path", default=None, help="Reference (clean) cube file.")
 @click.option("--noisy", "noisy_path", default=None, help="Noisy cube file.")
 @click.option(
@@ -86,12 +86,12 @@ def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
     type=click.Path(file_okay=False),
     help="A 'ras2s evaluate' output folder: its tables go into the report.",
 )
-@click.option("-o", "--output", "out_dir", required=True, help="Output folder (created).")
+@options.output("Output folder (created).", required=True)
 @click.option(
-    "--bands",
+    "--rgb",
     default=None,
     metavar="R,G,B",
-    callback=_bands_cb,
+    callback=_rgb_cb,
     help="False-colour band indices (0-based; default 27,16,6 for 31 bands).",
 )
 @click.option(
@@ -109,17 +109,17 @@ def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
     help="Square magnified in every panel (default: a fifth of the side).",
 )
 @click.option("--title", default="ras2s denoising report", show_default=True, help="Page title.")
-@key_option
-@layout_option
-@click.option("--force", is_flag=True, help="Overwrite an existing report in the folder.")
-@handle_errors
-def report_command(
+@options.key
+@options.layout
+@options.force
+@options.handle_errors
+def report(
     clean_path,
     noisy_path,
     denoised,
     results_dir,
-    out_dir,
-    bands,
+    output,
+    rgb,
     pixels,
     inset,
     title,
@@ -136,17 +136,17 @@ def report_command(
     """
     import numpy as np
 
-    from .io import read_cube
-    from .report import build_report
+    from ..cube import normalise
+    from ..io import read_cube
+    from ..report import build_report
 
-    named, band_idx, pts, box = denoised, bands, pixels, inset
-    if clean_path is None and (noisy_path or named):
+    if clean_path is None and (noisy_path or denoised):
         raise InputError("--noisy/--denoised need --clean (the reference for the metrics)")
     if clean_path is None and results_dir is None:
         raise InputError(
             "nothing to report: give --clean (with --noisy/--denoised) and/or --results"
         )
-    out = Path(out_dir)
+    out = Path(output)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
     existing = [n for n in _OUTPUTS if (out / n).exists()]
@@ -157,30 +157,28 @@ def report_command(
     settings: dict[str, object] = {}
     clean = noisy = None
     if clean_path is not None:
-        raw = read_cube(clean_path, key=key, layout=layout).data.astype(np.float64)
-        lo, hi = float(np.min(raw)), float(np.max(raw))
-        scale = hi - lo if hi > lo else 1.0
+        raw = read_cube(clean_path, key=key, layout=layout).data
+        clean, lo, hi = normalise(raw, source=str(clean_path))
 
         def norm(path: str) -> np.ndarray:
-            data = read_cube(path, key=key, layout=layout).data.astype(np.float64)
+            data = read_cube(path, key=key, layout=layout).data
             if data.shape != raw.shape:
                 raise InputError(
                     f"{path}: shape {data.shape} (bands, H, W) differs from "
                     f"the clean cube's {raw.shape} ({clean_path})"
                 )
-            return ((data - lo) / scale).astype(np.float32)
+            return normalise(data, lo, hi, source=str(path))[0]
 
-        clean = ((raw - lo) / scale).astype(np.float32)
         settings.update(
             {
                 "clean": str(clean_path),
-                "normalisation": f"(x - {lo:g}) / {scale:g}, the clean cube's min-max, for all",
+                "normalisation": f"(x - {lo:g}) / {hi - lo:g}, the clean cube's min-max, for all",
             }
         )
         if noisy_path is not None:
             noisy = norm(noisy_path)
             settings["noisy"] = str(noisy_path)
-        for name, path in named.items():
+        for name, path in denoised.items():
             cubes[name] = norm(path)
             settings[f"denoised {name}"] = str(path)
     if results_dir is not None:
@@ -191,9 +189,9 @@ def report_command(
         clean=clean,
         noisy=noisy,
         results=cubes,
-        bands=band_idx,
-        inset=box,
-        pixels=pts,
+        bands=rgb,
+        inset=inset,
+        pixels=pixels,
         settings=settings,
         title=title,
     )

@@ -7,15 +7,9 @@ import os
 import numpy as np
 import pytest
 import scipy.io
-from click.testing import CliRunner
 
-from ras2s.cli import main, parse_size
+from ras2s.cli import main
 from ras2s.io import read_cube, write_cube
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 @pytest.fixture
@@ -94,13 +88,6 @@ def test_info(runner, tmp_path, cube):
 def test_weights_list(runner):
     result = _invoke(runner, "weights", "list")
     assert result.exit_code == 0 and "official" in result.output and "default" in result.output
-
-
-def test_parse_size():
-    assert parse_size("2G") == 2 << 30
-    assert parse_size("512M") == 512 << 20
-    assert parse_size("1.5GiB") == int(1.5 * (1 << 30))
-    assert parse_size("1000") == 1000
 
 
 # --- bad input: one line, exit code 2, nothing written or overwritten -------------------
@@ -231,11 +218,6 @@ def test_interrupted_write_leaves_nothing(runner, tmp_path, cube, tiny_weights, 
     )
     assert result.exit_code == 130
     assert _files(tmp_path) == ["s.mat"]
-
-
-def test_debug_shows_traceback(runner, tmp_path):
-    result = runner.invoke(main, ["--debug", "info", str(tmp_path / "missing.mat")])
-    assert result.exit_code != 0 and result.exception is not None
 
 
 def test_denoise_with_a_classical_method(runner, tmp_path, cube):

@@ -1,42 +1,20 @@
-"""Click commands ``prepare``, ``train`` and ``export`` (register with ``main.add_command``).
+"""``ras2s prepare``, ``ras2s train`` and ``ras2s export``: the training workflow.
 
 Importing this module needs neither Lightning nor PyYAML: they are imported inside the
-commands that use them (the ``[train]`` extra).
+commands that use them (the ``[train]`` extra); without them a command says which extra
+to install (:func:`ras2s.cli.options.handle_errors`).
 """
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from ..errors import Ras2sError
+from . import options
 
-
-def _errors(command: Callable) -> Callable:
-    """One line on stderr and exit code 2 for ras2s errors (tracebacks with --debug)."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        if ctx.find_root().params.get("debug", False):
-            return command(*args, **kwargs)
-        try:
-            return command(*args, **kwargs)
-        except Ras2sError as err:
-            click.echo(f"ras2s: error: {err}", err=True)
-            sys.exit(2)
-        except ImportError as err:
-            click.echo(
-                f"ras2s: error: {err}; install the training extra: pip install 'ras2s[train]'",
-                err=True,
-            )
-            sys.exit(2)
-
-    return wrapper
+__all__ = ["export", "prepare", "train"]
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -55,13 +33,10 @@ def _ints(text: str) -> tuple[int, ...]:
 
 @click.command()
 @click.argument("src_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
+@options.output(
+    "Patch store to write: a folder for train.npy, val.npy and manifest.json.",
     required=True,
     type=click.Path(path_type=Path),
-    help="Folder for train.npy, val.npy and manifest.json.",
 )
 @click.option(
     "--crop",
@@ -90,7 +65,7 @@ def _ints(text: str) -> tuple[int, ...]:
     default=None,
     help="Comma-separated cube names (file name, stem or relative path) to hold out.",
 )
-@click.option("--bands", default=None, type=int, help="Bands per patch (see --band-rule).")
+@click.option("--patch-bands", default=None, type=int, help="Bands per patch (see --band-rule).")
 @click.option(
     "--band-rule",
     type=click.Choice(["error", "select", "window"]),
@@ -99,13 +74,8 @@ def _ints(text: str) -> tuple[int, ...]:
     help="Unequal band counts: error; select N evenly spaced bands; or cut windows "
     "of N consecutive bands.",
 )
-@click.option("--key", default=None, help="Variable/dataset inside .mat/.npz/.h5 files.")
-@click.option(
-    "--layout",
-    type=click.Choice(["HWB", "BHW"], case_sensitive=False),
-    default=None,
-    help="Force the axis order of every stored array (HWB bands last, BHW first).",
-)
+@options.key
+@options.layout
 @click.option("--exclude", default=None, help="Comma-separated cube names to leave out.")
 @click.option(
     "--skip-unreadable",
@@ -113,18 +83,18 @@ def _ints(text: str) -> tuple[int, ...]:
     help="Skip (and record in the manifest) files that are not readable cubes.",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the validation draw.")
-@click.option("--force", is_flag=True, help="Overwrite an existing patch store.")
-@_errors
+@options.force
+@options.handle_errors
 def prepare(
     src_dir,
-    out_dir,
+    output,
     crop,
     patch,
     scales,
     strides,
     val_images,
     val_list,
-    bands,
+    patch_bands,
     band_rule,
     key,
     layout,
@@ -149,7 +119,7 @@ def prepare(
         strides=_ints(strides),
         val_images=val_images,
         val_list=tuple(val_list.split(",")) if val_list else (),
-        bands=bands,
+        bands=patch_bands,
         band_rule=band_rule,
         key=key,
         layout=layout.upper() if layout else None,
@@ -159,7 +129,7 @@ def prepare(
     )
     manifest = run_prepare(
         src_dir,
-        out_dir,
+        output,
         config,
         force=force,
         log=lambda m: click.echo(m, err=True),
@@ -167,14 +137,14 @@ def prepare(
     )
     counts = manifest["counts"]
     click.echo(
-        f"{out_dir}: {counts['train']} training and {counts['val']} validation patches "
+        f"{output}: {counts['train']} training and {counts['val']} validation patches "
         f"of {manifest['bands']} x {patch} x {patch} from {len(manifest['sources'])} cubes"
     )
 
 
 @click.command()
 @click.option(
-    "--data",
+    "--patches",
     required=True,
     type=click.Path(exists=True, file_okay=False),
     help="A patch store written by `ras2s prepare`.",
@@ -199,11 +169,11 @@ def prepare(
 @click.option("--precision", type=click.Choice(["32", "16-mixed", "bf16-mixed"]))
 @click.option("--max-epochs", type=int)
 @click.option("--max-steps", type=int)
-@click.option("--out", help="Run folder (config.yaml, checkpoints/, logs/).")
+@options.output("Run folder (config.yaml, checkpoints/, logs/).")
 @click.option("--resume", is_flag=True, help="Continue from <out>/checkpoints/last.ckpt.")
-@_errors
+@options.handle_errors
 def train(
-    data,
+    patches,
     config_path,
     overrides,
     devices,
@@ -213,7 +183,7 @@ def train(
     precision,
     max_epochs,
     max_steps,
-    out,
+    output,
     resume,
 ) -> None:
     """Train RAS2S on a patch store (noise added on the fly; the paper's recipe by default).
@@ -221,12 +191,12 @@ def train(
     Noise levels follow the paper's 0-255 naming (noniid draws sigma per band from
     {10, 30, 50, 70}/255).
     """
-    from .config import apply_overrides, load_config
-    from .run import fit
+    from ..train.config import apply_overrides, from_dict, load_config
+    from ..train.run import fit
 
     cfg = load_config(config_path)
     cli = {
-        "data": str(data),
+        "data": str(patches),
         "devices": devices,
         "num_nodes": num_nodes,
         "strategy": strategy,
@@ -234,11 +204,9 @@ def train(
         "precision": precision,
         "max_epochs": max_epochs,
         "max_steps": max_steps,
-        "out": out,
+        "out": output,
     }
     cfg = apply_overrides(cfg, list(overrides))
-    from .config import from_dict
-
     cfg = from_dict({k: v for k, v in cli.items() if v is not None}, cfg)
     if resume and config_path is None and not overrides:
         saved = Path(cfg.out) / "config.yaml"
@@ -255,16 +223,13 @@ def train(
 
 @click.command()
 @click.argument("ckpt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    "out_path",
+@options.output(
+    "Inference checkpoint to write (the card goes beside it as .json).",
     required=True,
     type=click.Path(path_type=Path),
-    help="Inference checkpoint to write (the card goes beside it as .json).",
 )
 @click.option(
-    "--data",
+    "--patches",
     type=click.Path(file_okay=False),
     help="Patch store, if moved since training (for the card's data section).",
 )
@@ -273,15 +238,15 @@ def train(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSON file of extra top-level card fields (notes, evaluation tables).",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@_errors
-def export(ckpt, out_path, data, card_extra, force) -> None:
+@options.force
+@options.handle_errors
+def export(ckpt, output, patches, card_extra, force) -> None:
     """Turn a training checkpoint into weights for `ras2s denoise --weights PATH`."""
     from ..errors import OutputError
-    from .export import export as run_export
+    from ..train.export import export as run_export
 
-    if not force and (out_path.exists() or out_path.with_suffix(".json").exists()):
-        raise OutputError(f"{out_path} (or its .json card) exists; use --force")
+    if not force and (output.exists() or output.with_suffix(".json").exists()):
+        raise OutputError(f"{output} (or its .json card) exists; use --force")
     extra = None
     if card_extra is not None:
         import json
@@ -292,5 +257,5 @@ def export(ckpt, out_path, data, card_extra, force) -> None:
             raise click.BadParameter(f"{card_extra}: not JSON ({err})") from None
         if not isinstance(extra, dict):
             raise click.BadParameter(f"{card_extra}: must hold a JSON object")
-    weights, card = run_export(ckpt, out_path, data_dir=data, extra=extra)
+    weights, card = run_export(ckpt, output, data_dir=patches, extra=extra)
     click.echo(f"wrote {weights} and {card}")

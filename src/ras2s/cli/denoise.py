@@ -1,0 +1,287 @@
+"""``ras2s denoise``, ``ras2s info`` and ``ras2s weights``: the everyday commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import InputError, OutputError, Ras2sError
+from . import options
+
+__all__ = ["denoise", "info", "weights"]
+
+
+def _output_for(source: Path, output: str | None, many: bool, suffix: str) -> Path:
+    from ..io import default_output_path
+
+    default = default_output_path(source, suffix=suffix)
+    if output is None:
+        return default
+    out = Path(output)
+    if many or out.is_dir():
+        return out / default.name
+    return out
+
+
+def _check_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise OutputError(f"{path} already exists; pass --force to overwrite it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: output folder {parent} is not writable")
+
+
+def _targets(
+    sources: list[Path], output: str | None, suffix: str, preview: str | None, force: bool
+) -> list[Path]:
+    """Where each source goes; refuses (before any work) what cannot be written."""
+    many = len(sources) > 1
+    if many and output is not None and not Path(output).is_dir():
+        raise OutputError(f"{output}: with several inputs, -o must be an existing folder")
+    targets = [_output_for(src, output, many, suffix) for src in sources]
+    for target in targets:
+        _check_output(target, force)
+    if preview is not None:
+        if many:
+            raise OutputError("--preview needs a single input")
+        if not preview.lower().endswith(".png"):
+            raise OutputError(f"{preview}: --preview writes a PNG; give a .png name")
+        _check_output(Path(preview), force)
+    return targets
+
+
+def _check_method(method: str) -> None:
+    """An unknown baseline, or one whose extra is missing: InputError before any work."""
+    from ..baselines import available
+
+    reason = available().get(
+        method, f"unknown method {method!r}; known: ras2s, " + ", ".join(available())
+    )
+    if reason is not None:
+        raise InputError(reason)
+
+
+def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool) -> int:
+    """Echo each file's outcome; return how many failed (one input: raise its error)."""
+    from tqdm import tqdm
+
+    many = total > 1
+    failures = 0
+    bar = tqdm(total=total, desc="files", unit="file", disable=not (show and many))
+    for result in results:
+        for message in result.warnings:
+            click.echo(f"ras2s: warning: {result.source}: {message}", err=True)
+        if result.error is not None:
+            if not many:
+                raise Ras2sError(result.error)
+            failures += 1
+            click.echo(f"ras2s: error: {result.error}", err=True)
+        elif not quiet:
+            worker = f" (worker {result.worker})" if parallel else ""
+            click.echo(f"{result.source} -> {result.target}{worker}", err=True)
+        bar.update()
+    bar.close()
+    return failures
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@options.output("Output file (one input) or folder (several).", default=None)
+@options.weights
+@click.option("--download", is_flag=True, help="Allow downloading the official weights.")
+@options.key
+@options.layout
+@click.option(
+    "--tile", type=int, default=None, help="Tile side in pixels (default: from --max-memory)."
+)
+@click.option("--overlap", type=int, default=None, help="Tile overlap in pixels (default 32).")
+@click.option(
+    "--max-memory",
+    type=options.SizeType(),
+    default="2G",
+    show_default=True,
+    help="Memory budget for input, output and one tile's network memory.",
+)
+@options.device
+@options.threads
+@click.option(
+    "--nan-policy",
+    type=click.Choice(["error", "fill"]),
+    default="error",
+    show_default=True,
+    help="Reject NaN/Inf, or fill them with their band's mean.",
+)
+@click.option(
+    "--normalise",
+    type=click.Choice(["minmax", "percentile", "none"]),
+    default="minmax",
+    show_default=True,
+    help="Map the cube to [0, 1] by its min/max (paper), its 0.5/99.5 percentiles "
+    "(robust to outliers and strong noise), or not at all (already normalised).",
+)
+@click.option(
+    "--suffix", default="_denoised", show_default=True, help="Default output name suffix."
+)
+@click.option(
+    "--method",
+    default="ras2s",
+    show_default=True,
+    help="ras2s, or a classical baseline: bm4d, bm3d, tv, wavelet, hyres (needs ras2s[baselines]).",
+)
+@click.option(
+    "--sigma",
+    type=float,
+    default=None,
+    help="Noise sigma for baselines on the paper's 0-255 scale (30 means 30/255); "
+    "default: estimated per band.",
+)
+@click.option(
+    "--preview",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a before/after false-colour PNG (one input only).",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Processes for many inputs: the files are shared out and each is written once. "
+    "CPU threads are divided between them; with --device cuda, worker k uses GPU k.",
+)
+@options.force
+@options.quiet
+@options.handle_errors
+def denoise(inputs, output, preview, workers, method, weights, quiet, **settings) -> None:
+    """Denoise one or more cubes (files, PNG-band folders, or folders of cubes).
+
+    Each output is written beside its input as <stem>_denoised.<ext> unless -o is given;
+    the format follows the output's extension. Outputs are written to a temporary file
+    and renamed, so an interrupted run leaves no partial file.
+    """
+    from ..batch import DenoiseSettings, denoise_in_workers, denoise_serially
+    from ..inference import resolve_device
+    from ..io import expand_inputs
+    from ..weights import load_model
+
+    options.set_threads(settings["threads"])
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    sources = expand_inputs(inputs)
+    targets = _targets(sources, output, settings.pop("suffix"), preview, settings["force"])
+    torch_device = resolve_device(settings["device"])
+    model = None
+    if method == "ras2s":
+        model = load_model(weights, torch_device, download=settings["download"])  # fail early
+    else:
+        _check_method(method)
+    show = not quiet and sys.stderr.isatty()
+    parallel = len(sources) > 1 and workers > 1
+    if settings["device"] != "auto":
+        settings["device"] = str(torch_device)
+    if settings["sigma"] is not None:
+        settings["sigma"] /= 255
+    config = DenoiseSettings(
+        method=method, weights=weights, progress=show and not parallel, **settings
+    )
+    if parallel:  # each worker loads its own copy of the model
+        results = denoise_in_workers(sources, targets, config, min(workers, len(sources)))
+    else:
+        results = denoise_serially(
+            sources, targets, config, model, Path(preview) if preview else None
+        )
+    failures = _print_results(results, len(sources), parallel, show, quiet)
+    if failures:
+        options.fail(f"{failures} of {len(sources)} inputs failed")
+
+
+@click.command()
+@click.argument("path")
+@options.key
+@options.layout
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@options.handle_errors
+def info(path, key, layout, as_json) -> None:
+    """Describe a cube file: format, stored shape, layout, bands, dtype, value range."""
+    import numpy as np
+
+    from ..io import read_cube
+
+    cube = read_cube(path, key=key, layout=layout)
+    data = cube.data
+    bands, height, width = data.shape
+    finite = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else None
+    fields = {
+        "path": str(cube.path),
+        "format": cube.format,
+        "key": cube.key,
+        "stored_layout": cube.layout,
+        "bands": bands,
+        "height": height,
+        "width": width,
+        "dtype": str(data.dtype),
+        "min": float(np.min(data, where=finite, initial=np.inf))
+        if finite is not None
+        else float(data.min()),
+        "max": float(np.max(data, where=finite, initial=-np.inf))
+        if finite is not None
+        else float(data.max()),
+        "non_finite": int(finite.size - finite.sum()) if finite is not None else 0,
+        "default_tiles": _describe_plan(data.shape, data.dtype),
+    }
+    wavelengths = cube.metadata.get("wavelength") if isinstance(cube.metadata, dict) else None
+    if wavelengths:
+        fields["wavelengths"] = f"{wavelengths[0]} .. {wavelengths[-1]} ({len(wavelengths)})"
+    if as_json:
+        click.echo(json.dumps(fields, indent=2))
+    else:
+        for name, value in fields.items():
+            click.echo(f"{name:>14}: {value}")
+
+
+def _describe_plan(shape: tuple[int, int, int], dtype) -> str:
+    """Tiles ``ras2s denoise`` uses under the default budget: ``4 x (272 x 272), overlap 32``."""
+    from ..inference import plan_tiles
+    from ..tiling import tile_grid
+
+    tile, overlap = plan_tiles(shape, dtype)
+    grid = tile_grid(shape[1], shape[2], tile, overlap)
+    height, width = grid[0].shape
+    return f"{len(grid)} x ({height} x {width}), overlap {overlap}"
+
+
+@click.group()
+def weights() -> None:
+    """List or download named weights."""
+
+
+@weights.command("list")
+@options.handle_errors
+def weights_list() -> None:
+    """Show the named weights and whether each is available here."""
+    from ..errors import WeightsError
+    from ..weights import REGISTRY, resolve
+
+    for name, spec in REGISTRY.items():
+        try:
+            where = str(resolve(name))
+        except WeightsError as err:
+            where = f"not available: {err}"
+        click.echo(f"{name}: {spec.description}\n    {where}")
+
+
+@weights.command("download")
+@click.argument("name", default="official")
+@options.force
+@options.handle_errors
+def weights_download(name, force) -> None:
+    """Download named weights to the user cache (verified by sha256)."""
+    from ..weights import download
+
+    click.echo(str(download(name, force=force)))

@@ -1,0 +1,172 @@
+"""What every ``ras2s`` command shares: its options (each declared once) and error handler.
+
+A command module takes its options from here (``@options.force``) and wraps its body in
+:func:`handle_errors`, so that every command reports a user error the same way: one line
+on stderr, exit code 2, a traceback only with ``ras2s --debug``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from collections.abc import Callable
+
+import click
+
+from ..errors import InputError, Ras2sError
+
+__all__ = [
+    "SizeType",
+    "device",
+    "fail",
+    "force",
+    "handle_errors",
+    "key",
+    "keys",
+    "layout",
+    "output",
+    "parse_size",
+    "precision",
+    "quiet",
+    "set_threads",
+    "threads",
+    "weights",
+]
+
+# ------------------------------------------------------------------------- errors
+#: Optional modules -> the extra that installs them (for the missing-extra hint).
+EXTRAS: dict[str, str] = {
+    "lightning": "train",
+    "yaml": "train",
+    "matplotlib": "report",
+    "bm3d": "baselines",
+    "bm4d": "baselines",
+    "pywt": "baselines",
+    "skimage": "baselines",
+}
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``ras2s: error: message`` on stderr and exit with ``code``."""
+    click.echo(f"ras2s: error: {message}", err=True)
+    sys.exit(code)
+
+
+def missing_extra_hint(err: ImportError) -> str:
+    """The error, with ``pip install 'ras2s[extra]'`` when an optional module is missing."""
+    top = (getattr(err, "name", None) or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return f"{err}"
+    return f"{err}; install the {extra} extra: pip install 'ras2s[{extra}]'"
+
+
+def handle_errors(command: Callable) -> Callable:
+    """Turn ras2s errors into one line and exit code 2 unless ``--debug`` was given.
+
+    A missing optional module (an extra not installed) is a user error too: the line
+    names the extra to install. Any other exception is a bug: one line, exit code 1.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        if debug:
+            return command(*args, **kwargs)
+        try:
+            return command(*args, **kwargs)
+        except Ras2sError as err:
+            fail(str(err))
+        except ImportError as err:
+            fail(missing_extra_hint(err))
+        except KeyboardInterrupt:
+            fail("interrupted; no partial output was written", code=130)
+        except Exception as err:  # a bug: still one line, but say how to see more
+            fail(f"internal error: {type(err).__name__}: {err} (rerun with --debug)", code=1)
+
+    return wrapper
+
+
+# -------------------------------------------------------------------------- sizes
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``"2G"``, ``"1.5GiB"``, ``"512M"``, ``"1000000"`` -> bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a size like 2G, 512M or 1.5GiB")
+    number, unit = match.groups()
+    return int(float(number) * 1024 ** "bkmgt".index((unit or "b").lower()))
+
+
+class SizeType(click.ParamType):
+    """A memory size option (``2G``, ``512M``)."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):  # noqa: D102
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except click.BadParameter as err:
+            self.fail(str(err.message), param, ctx)
+
+
+# ------------------------------------------------------------------------ options
+key = click.option(
+    "--key",
+    default=None,
+    help="Variable/dataset inside a .mat/.npz/.h5 file (default: the only 3-D one).",
+)
+keys = click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    help="Variable inside container files: KEY for all, or IMAGE=KEY per image "
+    "(repeatable; IMAGE is the file name, stem or path), e.g. --key Samson=SamSon.",
+)
+layout = click.option(
+    "--layout",
+    type=click.Choice(["HWB", "BHW"], case_sensitive=False),
+    default=None,
+    help="Force the axis order of the stored array: HWB (bands last) or BHW (bands first).",
+)
+force = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
+
+
+def output(help: str, **kwargs) -> Callable:  # noqa: A002 - click's own word
+    """``-o/--output``: the one name of every command's output (its help says what it is)."""
+    return click.option("-o", "--output", help=help, **kwargs)
+
+
+weights = click.option(
+    "--weights",
+    default="default",
+    show_default=True,
+    help="'default' (shipped), 'official' (authors' checkpoint) or a checkpoint path.",
+)
+device = click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+threads = click.option("--threads", type=int, default=None, help="CPU threads for PyTorch.")
+precision = click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="Arithmetic of the network: auto (bf16 where the CPU or GPU has fast bf16, "
+    "else fp32), fp32, or bf16.",
+)
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (``None``: PyTorch's default), refusing values below 1."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise InputError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)

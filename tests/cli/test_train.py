@@ -1,0 +1,111 @@
+"""``ras2s prepare``, ``train`` and ``export`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+pytest.importorskip("lightning")
+
+from ras2s.cli.train import export as export_cmd  # noqa: E402
+from ras2s.cli.train import prepare as prepare_cmd  # noqa: E402
+from ras2s.cli.train import train as train_cmd  # noqa: E402
+from ras2s.train.config import load_config  # noqa: E402
+
+
+def test_commands_import_without_lightning():
+    code = (
+        "import sys; sys.modules['lightning'] = None; "
+        "import ras2s.cli.train as c; print(c.train.name)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "train"
+
+
+@click.group()
+@click.option("--debug", is_flag=True)
+def _cli(debug):
+    pass
+
+
+for _command in (prepare_cmd, train_cmd, export_cmd):
+    _cli.add_command(_command)
+
+
+def test_cli_train_then_export_loads_with_card(store, tmp_path):
+    import ras2s
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(
+        _cli,
+        [
+            "train",
+            "--patches",
+            str(store),
+            "-o",
+            str(out),
+            "--max-steps",
+            "2",
+            "--set",
+            "channels=4",
+            "--set",
+            "regions=2",
+            "--set",
+            "batch_size=2",
+            "--set",
+            "threads=1",
+            "--set",
+            "val_max_patches=2",
+            "--set",
+            "steps_per_epoch=2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    saved = load_config(out / "config.yaml")
+    assert saved.channels == 4 and saved.max_steps == 2 and saved.data == str(store)
+    weights = tmp_path / "w" / "tiny.pt"
+    result = runner.invoke(
+        _cli, ["export", str(out / "checkpoints" / "last.ckpt"), "-o", str(weights)]
+    )
+    assert result.exit_code == 0, result.output
+    model = ras2s.load_model(weights)
+    assert model.config.channels == 4
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert model.card["training"] == card["training"]
+    assert card["architecture"] == {"channels": 4, "regions": 2, "reach": 1}
+    assert card["training"]["steps"] == 2
+    assert card["noise"]["stages"] == [[0.0, "complex"]]
+    assert card["data"]["held_out_files"][0]["file"] == "c3.npy"
+    assert set(card["validation"]["last"]) >= {"mpsnr", "mssim", "sam"}
+    with torch.no_grad():
+        assert model(torch.rand(1, 8, 8, 8)).shape == (1, 8, 8, 8)
+    again = runner.invoke(
+        _cli, ["export", str(out / "checkpoints" / "last.ckpt"), "-o", str(weights)]
+    )
+    assert again.exit_code == 2 and "--force" in again.output
+
+
+def test_cli_prepare_band_mismatch_is_one_line_error(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    np.save(src / "a.npy", np.random.default_rng(0).random((31, 16, 16)).astype(np.float32))
+    np.save(src / "b.npy", np.random.default_rng(1).random((17, 16, 16)).astype(np.float32))
+    prepare = ["prepare", str(src), "-o", str(tmp_path / "o"), "--patch", "8"]
+    prepare += ["--scales", "1", "--strides", "8", "--layout", "BHW"]
+    result = CliRunner().invoke(_cli, prepare)
+    assert result.exit_code == 2
+    assert "a.npy: 31" in result.output and "b.npy: 17" in result.output
+    ok = CliRunner().invoke(
+        _cli, [*prepare, "--patch-bands", "17", "--band-rule", "select", "--val-list", "b"]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "4 training and 4 validation patches of 17 x 8 x 8" in ok.output
