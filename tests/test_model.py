@@ -114,7 +114,7 @@ def test_select_region_forward_and_surrogate_gradient():
     torch.manual_seed(0)
     candidates = torch.randn(1, 3, 2, 4, 4, dtype=torch.float64, requires_grad=True)
     scores = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    out = select_region(candidates.flatten(1, 2), scores)
+    out = select_region(candidates.unbind(1), scores)
     index = scores.argmax(1)
     expected = torch.stack(
         [candidates[0, index[0, i, j], :, i, j] for i in range(4) for j in range(4)]
@@ -136,6 +136,6 @@ def test_select_region_ties_go_to_the_first_region_like_argmax():
     scores = torch.tensor(
         [[[1.0, 2.0], [0.5, 0.0]], [[1.0, 2.0], [0.7, 0.0]], [[0.0, 2.0], [0.7, 0.0]]]
     )
-    out = select_region(candidates.flatten(1, 2), scores.unsqueeze(0))
+    out = select_region(candidates.unbind(1), scores.unsqueeze(0))
     assert torch.equal(out[0, 0], scores.argmax(0).float())
     assert torch.equal(out[0, 0], torch.tensor([[0.0, 0.0], [1.0, 0.0]]))

@@ -27,6 +27,16 @@ from torch import nn
 GRUInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def tanh_via_sigmoid(doubled: torch.Tensor) -> torch.Tensor:
+    """``tanh(a)`` given ``doubled = 2a``, as ``2 sigmoid(2a) - 1``.
+
+    PyTorch's CPU ``tanh`` is several times slower than its ``sigmoid`` (about 700 vs
+    100 microseconds for 229k values on one core); the doubling is folded into the
+    weights of the convolution that produces ``a``, where it is exact.
+    """
+    return torch.sigmoid(doubled).mul(2).sub_(1)
+
+
 def conv3x3(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -48,19 +58,20 @@ class ConvGRUCell(nn.Module):
         self.candidate = nn.Conv2d(2 * channels, channels, 3, padding=1)
 
     def input_part(self, inputs: torch.Tensor) -> GRUInputs:
-        """``W * x + b`` of the update gate, the reset gate and the candidate.
+        """``W * x + b`` of the update gate, the reset gate and (doubled) the candidate.
 
         ``(M, C, H, W)`` -> three ``(M, C, H, W)`` tensors. They are separate
         convolutions, not channel slices of one, so that the elementwise steps run on
         contiguous tensors (channel slices of a channels-last tensor are strided and
-        several times slower to read in bfloat16).
+        several times slower to read in bfloat16). The candidate's part is doubled for
+        :func:`tanh_via_sigmoid`.
         """
         c = self.channels
         weight, bias = self.gates.weight, self.gates.bias
         return (
             conv3x3(inputs, weight[:c, c:], bias[:c]),
             conv3x3(inputs, weight[c:, c:], bias[c:]),
-            conv3x3(inputs, self.candidate.weight[:, c:], self.candidate.bias),
+            conv3x3(inputs, 2 * self.candidate.weight[:, c:], 2 * self.candidate.bias),
         )
 
     def step(self, state: torch.Tensor, input_part: GRUInputs) -> torch.Tensor:
@@ -69,8 +80,8 @@ class ConvGRUCell(nn.Module):
         update_x, reset_x, candidate_x = input_part
         update = torch.sigmoid(conv3x3(state, self.gates.weight[:c, :c]) + update_x)
         reset = torch.sigmoid(conv3x3(state, self.gates.weight[c:, :c]) + reset_x)
-        candidate = conv3x3(reset * state, self.candidate.weight[:, :c]) + candidate_x
-        return torch.lerp(state, torch.tanh(candidate), update)
+        doubled = conv3x3(reset * state, 2 * self.candidate.weight[:, :c]) + candidate_x
+        return torch.lerp(state, tanh_via_sigmoid(doubled), update)
 
     def forward(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         return self.step(state, self.input_part(inputs))

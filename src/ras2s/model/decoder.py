@@ -67,14 +67,17 @@ class AdjacentAttention(nn.Module):
     def forward(self, query: torch.Tensor, states: list[torch.Tensor]) -> torch.Tensor:
         c = query.shape[1]
         weight, bias = self.banded_kernel(c)
-        scores = torch.exp(torch.tanh(conv3x3(torch.cat([query, *states], dim=1), weight, bias)))
-        # softmax over the K slots (tanh bounds the scores, so no max needs subtracting)
-        total = scores[:, :c]
-        weighted = total * states[0]
-        for k in range(1, len(states)):
-            weight_k = scores[:, k * c : (k + 1) * c]
-            total = total + weight_k
-            weighted = weighted + weight_k * states[k]
+        stacked = torch.cat([query, *states], dim=1)
+        # softmax_k(tanh(s_k)) = softmax_k(2 sigmoid(2 s_k)): the -1 of tanh via sigmoid
+        # cancels, and tanh bounds the scores, so no maximum needs subtracting. One
+        # convolution per slot keeps every score map a contiguous tensor.
+        total = weighted = None
+        for k, state in enumerate(states):
+            rows = slice(k * c, (k + 1) * c)
+            score = conv3x3(stacked, 2 * weight[rows], 2 * bias[rows])
+            score = torch.exp(torch.sigmoid(score).mul(2))
+            total = score if total is None else total + score
+            weighted = score * state if weighted is None else weighted + score * state
         return weighted / total
 
 

@@ -20,6 +20,8 @@ The pooling steps make the output depend on the whole image (or tile) it sees.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,54 +48,48 @@ def first_max_index(scores: torch.Tensor) -> torch.Tensor:
 class _SelectRegion(torch.autograd.Function):
     """Pick, per pixel, the candidate of the arg-max region; softmax gradient to the scores.
 
-    ``candidates``: ``(M, R*C, H, W)`` (region ``r`` in channels ``r*C .. (r+1)*C``);
-    ``scores``: ``(M, R, H, W)``; output ``(M, C, H, W)``.
+    ``scores``: ``(M, R, H, W)``; ``candidates``: ``R`` tensors ``(M, C, H, W)``;
+    output ``(M, C, H, W)``.
     """
 
     @staticmethod
-    def forward(ctx, candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, scores: torch.Tensor, *candidates: torch.Tensor) -> torch.Tensor:  # noqa: D102
         index = first_max_index(scores)
-        ctx.save_for_backward(candidates, scores, index)
-        return pick_region(candidates, index, scores.shape[1])
+        ctx.save_for_backward(scores, index, *candidates)
+        return pick_region(candidates, index)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):  # noqa: D102
-        candidates, scores, index = ctx.saved_tensors
-        regions = scores.shape[1]
-        c = candidates.shape[1] // regions
-        blocks = [candidates[:, r * c : (r + 1) * c] for r in range(regions)]
-        grad_candidates = torch.cat(
-            [torch.where(index == r, grad_output, 0) for r in range(regions)], dim=1
-        )
+        scores, index, *candidates = ctx.saved_tensors
+        grad_candidates = [torch.where(index == r, grad_output, 0) for r in range(len(candidates))]
         grad_choice = torch.cat(
-            [(grad_output * block).sum(dim=1, keepdim=True) for block in blocks], dim=1
+            [(grad_output * candidate).sum(dim=1, keepdim=True) for candidate in candidates], 1
         ).to(scores.dtype)  # (M, R, H, W)
         soft = scores.softmax(dim=1)
         grad_scores = soft * (grad_choice - (soft * grad_choice).sum(dim=1, keepdim=True))
-        return grad_candidates, grad_scores
+        return (grad_scores, *grad_candidates)
 
 
-def pick_region(candidates: torch.Tensor, index: torch.Tensor, regions: int) -> torch.Tensor:
-    """Channel block ``index`` of ``candidates`` at every pixel.
+def pick_region(candidates: Sequence[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+    """``candidates[index]`` at every pixel.
 
-    ``candidates`` ``(M, R*C, H, W)``, ``index`` int ``(M, 1, H, W)`` in ``[0, R)`` ->
-    ``(M, C, H, W)``. A chain of ``where`` over the few regions, which keeps the
-    candidates' memory format (a ``gather`` over a regions axis would need a
-    channels-first copy).
+    ``candidates``: ``R`` tensors ``(M, C, H, W)``; ``index``: int ``(M, 1, H, W)`` in
+    ``[0, R)``; returns ``(M, C, H, W)``. A chain of ``where`` over the few regions, in
+    the candidates' memory format.
     """
-    c = candidates.shape[1] // regions
-    picked = candidates[:, (regions - 1) * c :]
-    for r in reversed(range(regions - 1)):
-        picked = torch.where(index == r, candidates[:, r * c : (r + 1) * c], picked)
+    picked = candidates[-1]
+    for r in reversed(range(len(candidates) - 1)):
+        picked = torch.where(index == r, candidates[r], picked)
     return picked
 
 
-def select_region(candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+def select_region(candidates: Sequence[torch.Tensor], scores: torch.Tensor) -> torch.Tensor:
     """Hard per-pixel selection of the arg-max region's candidate; see :class:`_SelectRegion`.
 
-    ``candidates`` ``(M, R*C, H, W)``, ``scores`` ``(M, R, H, W)`` -> ``(M, C, H, W)``.
+    ``candidates``: ``R`` tensors ``(M, C, H, W)``; ``scores``: ``(M, R, H, W)``;
+    returns ``(M, C, H, W)``.
     """
-    return _SelectRegion.apply(candidates, scores)
+    return _SelectRegion.apply(scores, *candidates)
 
 
 class ChannelRouting(nn.Module):
@@ -142,9 +138,10 @@ class SpatialRegionClassifier(nn.Module):
 class RegionLearning(nn.Module):
     """The region-aware refinement of one encoded band state (SSRA).
 
-    Each sample's candidate filters and routed classifier kernel are applied in one
-    convolution per sample (``R*C + R`` outputs); the fusion convolution is split over
-    its two inputs, so no concatenation is built.
+    Each sample's candidate filters and routed classifier kernel are its own, so the
+    samples are refined one by one; each region's candidates are a separate convolution
+    (contiguous, in the state's memory format) and the fusion convolution is split over
+    its two inputs, so no concatenation or layout copy is built.
 
     Shape: ``(N, C, H, W) -> (N, C, H, W)``.
     """
@@ -168,15 +165,26 @@ class RegionLearning(nn.Module):
         return filters.reshape(h.shape[0], self.regions * self.channels, self.channels, 3, 3)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        n, c = h.shape[:2]
-        rc = self.regions * c
-        kernels = torch.cat(
-            [self.region_filters(h), self.spatial_classifier.routed_weight(h)], dim=1
-        )  # (N, R*C + R, C, 3, 3)
-        out = torch.cat([conv3x3(h[k : k + 1], kernels[k]) for k in range(n)])
-        candidates = out[:, :rc]
-        spatial_scores = out[:, rc:] + self.spatial_classifier.bias.view(1, -1, 1, 1)
+        filters = self.region_filters(h)
+        classifier = self.spatial_classifier.routed_weight(h)
         spectral_scores = self.spectral_classifier(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        refined = [
+            self.refine_sample(h[k : k + 1], filters[k], classifier[k], spectral_scores[k : k + 1])
+            for k in range(h.shape[0])
+        ]
+        return torch.cat(refined)
+
+    def refine_sample(
+        self,
+        h: torch.Tensor,
+        filters: torch.Tensor,
+        classifier: torch.Tensor,
+        spectral_scores: torch.Tensor,
+    ) -> torch.Tensor:
+        """One sample ``h`` ``(1, C, H, W)`` with its own filters and classifier kernel."""
+        c = self.channels
+        candidates = [conv3x3(h, filters[r * c : (r + 1) * c]) for r in range(self.regions)]
+        spatial_scores = conv3x3(h, classifier, self.spatial_classifier.bias)
         spatial = select_region(candidates, spatial_scores)
         spectral = select_region(candidates, spectral_scores)
         fused = conv3x3(spatial, self.fuse.weight[:, :c])
