@@ -120,7 +120,7 @@ def _noisiest_figure(cubes, sigma, path) -> list[int]:
         lo, hi = np.percentile(finite, (2, 98)) if finite.size else (0.0, 1.0)
         row = []
         for name, c in cubes.items():
-            row.append((f"{name}: band {b}\nsigma {sigma[b]:.3g} in", c[b], lo, hi))
+            row.append((f"{name}: band {b}\ninput sigma {sigma[b]:.3g}", c[b], lo, hi))
         panels.append(row)
     _image_grid(panels, len(cubes), path, cmap="gray")
     return order
