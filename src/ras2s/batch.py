@@ -37,6 +37,8 @@ class DenoiseSettings:
     nan_policy: str = "error"
     normalise: str = "minmax"
     sigma: float | None = None
+    nodata: float | None = None  # None: the file's GDAL_NODATA / ENVI data ignore value
+    skip_bands: str | None = None  # "0-4,103-112"; added to the ENVI bbl = 0 bands
     force: bool = False
     progress: bool = False
 
@@ -65,15 +67,27 @@ def denoise_file(
     ``model`` is the loaded network for ``method == "ras2s"`` (ignored otherwise).
     Raises :class:`~ras2s.errors.Ras2sError` for bad input; nothing is written then.
     """
-    from .inference import denoise, denoise_classical, resolve_device
-    from .io import read_cube, write_atomically, write_cube
+    from .inference import (
+        denoise,
+        denoise_classical,
+        denoise_masked,
+        parse_band_list,
+        resolve_device,
+    )
+    from .io import bad_bands, cube_nodata, read_cube, write_atomically, write_cube
 
     cube = read_cube(source, key=settings.key, layout=settings.layout)
+    nodata = settings.nodata if settings.nodata is not None else cube_nodata(cube)
+    skip = sorted(
+        set(bad_bands(cube)) | set(parse_band_list(settings.skip_bands, cube.data.shape[0]))
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if settings.method == "ras2s":
             result = denoise(
                 cube.data,
+                nodata=nodata,
+                skip_bands=skip or None,
                 model=model,
                 tile=settings.tile,
                 overlap=settings.overlap,
@@ -84,13 +98,17 @@ def denoise_file(
                 normalise=settings.normalise,
             )
         else:
-            result = denoise_classical(
-                cube.data,
-                settings.method,
+            classical = functools.partial(
+                denoise_classical,
+                method=settings.method,
                 nan_policy=settings.nan_policy,
                 normalise=settings.normalise,
                 sigma=settings.sigma,
             )
+            if nodata is None and not skip:
+                result = classical(cube.data)
+            else:
+                result = denoise_masked(cube.data, classical, nodata=nodata, skip_bands=skip)
     write_cube(target, result, like=cube, force=settings.force)
     if preview is not None:
         from .report import write_preview

@@ -7,9 +7,11 @@ it (plus PyTorch's own runtime, about 0.3 GiB), by choosing the tile size.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -233,6 +235,8 @@ def denoise(
     nan_policy: str = "error",
     normalise: str = "minmax",
     model: torch.nn.Module | None = None,
+    nodata: float | None = None,
+    skip_bands: Sequence[int] | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Denoise a hyperspectral cube with RAS2S.
 
@@ -265,7 +269,14 @@ def denoise(
         0.5th and 99.5th percentiles to 0 and 1: robust to outliers and strong noise), or
         ``"none"`` (the cube is already in the network's range, e.g. a clean cube
         normalised to [0, 1] plus synthetic noise, as in the paper's test protocol).
+    model:
         A loaded network (from :func:`ras2s.load_model`) to reuse across calls.
+    nodata:
+        Value marking missing pixels (e.g. -9999; NaN allowed). Those values are left
+        out of the normalisation, filled with their band's mean of valid values for the
+        network, and returned exactly as they were. See :func:`denoise_masked`.
+    skip_bands:
+        0-based indices of bad bands: returned unchanged and not fed to the network.
 
     Returns
     -------
@@ -281,6 +292,25 @@ def denoise(
     >>> noisy = np.random.default_rng(0).random((31, 64, 64), dtype=np.float32)
     >>> clean = ras2s.denoise(noisy, weights="official")  # doctest: +SKIP
     """
+    if nodata is not None or skip_bands is not None:
+        return denoise_masked(
+            cube,
+            functools.partial(
+                denoise,
+                weights=weights,
+                tile=tile,
+                overlap=overlap,
+                max_memory=max_memory,
+                device=device,
+                progress=progress,
+                nan_policy=nan_policy,
+                normalise=normalise,
+                model=model,
+            ),
+            layout=layout,
+            nodata=nodata,
+            skip_bands=skip_bands,
+        )
     as_torch = isinstance(cube, torch.Tensor)
     array = cube.detach().cpu().numpy() if as_torch else np.asarray(cube)
     _check_cube(array)
@@ -371,3 +401,90 @@ def denoise_classical(
     if layout.upper() == "HWB":
         result = np.ascontiguousarray(result.transpose(1, 2, 0))
     return result
+
+
+def parse_band_list(text: str | Sequence[int] | None, bands: int | None = None) -> list[int]:
+    """``"0-4,103-112"`` (0-based, ranges inclusive) or a sequence of ints -> sorted list.
+
+    With ``bands`` given, every index must lie in ``[0, bands)``.
+    """
+    if text is None:
+        return []
+    picked: set[int] = set()
+    if isinstance(text, str):
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            lo, sep, hi = part.partition("-")
+            try:
+                first, last = int(lo), int(hi) if sep else int(lo)
+            except ValueError:
+                raise InputError(
+                    f"bad band list {text!r}: expected 0-based indices and ranges like 0-4,103-112"
+                ) from None
+            if last < first:
+                raise InputError(f"bad band range {part!r} in {text!r}: end before start")
+            picked.update(range(first, last + 1))
+    else:
+        picked.update(int(b) for b in text)
+    out = sorted(picked)
+    if out and (out[0] < 0 or (bands is not None and out[-1] >= bands)):
+        raise InputError(f"band indices {out[0]}..{out[-1]} outside the cube's 0..{bands - 1}")
+    return out
+
+
+def denoise_masked(
+    cube: np.ndarray | torch.Tensor,
+    run: Callable[[np.ndarray], np.ndarray],
+    *,
+    layout: str = "BHW",
+    nodata: float | None = None,
+    skip_bands: Sequence[int] | None = None,
+) -> np.ndarray | torch.Tensor:
+    """Run a denoiser ``run`` (bands-first array -> same) around nodata and bad bands.
+
+    - Bands in ``skip_bands`` are not given to ``run`` and come back unchanged.
+    - Values equal to ``nodata`` (NaN matches NaN) are replaced, per band, by the mean
+      of that band's valid values before ``run``; as these fills lie within the valid
+      values' range, the min-max normalisation inside ``run`` sees only valid values.
+      They come back exactly as they were.
+
+    Returns the same type, shape, layout and dtype as ``cube``; ``cube`` is not modified.
+    """
+    as_torch = isinstance(cube, torch.Tensor)
+    array = cube.detach().cpu().numpy() if as_torch else np.asarray(cube)
+    _check_cube(array)
+    data = _as_bands_first(array, layout)
+    skip = parse_band_list(skip_bands, data.shape[0])
+    keep = [b for b in range(data.shape[0]) if b not in set(skip)]
+    result = data.copy()
+    if not keep:
+        warnings.warn("every band is marked bad; the cube is returned unchanged", stacklevel=3)
+    else:
+        work = data[keep]
+        missing = None
+        if nodata is not None:
+            missing = np.isnan(work) if math.isnan(nodata) else work == nodata
+            if not missing.any():
+                missing = None
+        if missing is not None:
+            work = work.copy()
+            valid_any = ~missing.all(axis=(1, 2))
+            if not valid_any.any():
+                raise InputError(f"the cube {array.shape} holds only nodata ({nodata})")
+            means = np.array(
+                [
+                    band[~m].mean(dtype=np.float64) if ok else np.nan
+                    for band, m, ok in zip(work, missing, valid_any, strict=True)
+                ]
+            )
+            means[~valid_any] = np.nanmean(means)
+            if np.issubdtype(work.dtype, np.integer):
+                means = np.rint(means)
+            for b in range(work.shape[0]):
+                work[b][missing[b]] = means[b]
+        out = run(work)
+        if missing is not None:
+            out[missing] = data[keep][missing]
+        result[keep] = out
+    if layout.upper() == "HWB":
+        result = np.ascontiguousarray(result.transpose(1, 2, 0))
+    return torch.from_numpy(result) if as_torch else result

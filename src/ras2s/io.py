@@ -57,8 +57,11 @@ from ras2s.errors import InputError, LayoutError, OutputError, Ras2sError
 
 __all__ = [
     "FORMATS",
+    "GEOTIFF_TAGS",
     "CubeFile",
     "atomic_path",
+    "bad_bands",
+    "cube_nodata",
     "default_output_path",
     "detect_layout",
     "expand_inputs",
@@ -120,6 +123,19 @@ _ENVI_PER_BAND = {
     "data offset values",
 }
 _SUPPORTED = ", ".join(FORMATS) + ", or a folder of per-band .png files"
+#: TIFF tags copied from a TIFF input to a TIFF output of the same size: GeoTIFF
+#: (ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory and its double
+#: and ASCII parameters) and GDAL's (GDAL_METADATA, GDAL_NODATA).
+GEOTIFF_TAGS = {
+    33550: "ModelPixelScale",
+    33922: "ModelTiepoint",
+    34264: "ModelTransformation",
+    34735: "GeoKeyDirectory",
+    34736: "GeoDoubleParams",
+    34737: "GeoAsciiParams",
+    42112: "GDAL_METADATA",
+    42113: "GDAL_NODATA",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -442,12 +458,19 @@ def _read_tiff_quiet(path: Path) -> _Raw:
         series = tif.series[0]
         data = series.asarray()
         axes = series.axes
+        page = tif.pages.first
         meta = {
             "axes": axes,
             "series": len(tif.series),
             "pages": len(tif.pages),
-            "photometric": tif.pages[0].photometric.name,
+            "photometric": page.photometric.name,
+            "planarconfig": tifffile.PLANARCONFIG(page.planarconfig).name,
             "shaped_metadata": tif.shaped_metadata,
+            "geotiff_tags": [
+                (tag.code, int(tag.dtype), tag.count, tag.value)
+                for tag in page.tags.values()
+                if tag.code in GEOTIFF_TAGS
+            ],
         }
     layout = None
     if len(axes) == 3 and axes[1:] == "YX":
@@ -469,6 +492,9 @@ def _read_envi(path: Path, key: str | None) -> _Raw:
     del mm
     meta = dict(img.metadata)
     meta["data file"] = str(img.filename)
+    wkt = meta.get("coordinate system string")
+    if isinstance(wkt, list):  # spectral splits every {...} value at commas; WKT is one string
+        meta["coordinate system string"] = ",".join(wkt)
     return _Raw(data, "envi", None, meta, layout=_ENVI_INTERLEAVE[interleave])
 
 
@@ -751,18 +777,32 @@ def _write_h5(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile
 
 
 def _write_tiff(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None) -> None:
+    """One page holding every band (as GDAL reads a multi-band raster).
+
+    ``HWB`` is written pixel-interleaved (planar config contig), ``BHW`` band-sequential
+    (planar config separate). The GeoTIFF and GDAL tags of a TIFF ``like`` of the same
+    height and width are copied.
+    """
     big = data.nbytes > 2**32 - 2**25
+    extratags = []
+    if like is not None and like.format == "tiff" and like.data.shape[1:] == data.shape[1:]:
+        extratags = [
+            (code, dtype, count, value, True)
+            for code, dtype, count, value in like.metadata.get("geotiff_tags", [])
+        ]
     if layout == "HWB":
-        tifffile.imwrite(
-            tmp,
-            data.transpose(1, 2, 0),
-            photometric="minisblack",
-            planarconfig="contig",
-            metadata={"axes": "YXS"},
-            bigtiff=big,
-        )
+        array, planar, axes = data.transpose(1, 2, 0), "contig", "YXS"
     else:
-        tifffile.imwrite(tmp, data, photometric="minisblack", metadata={"axes": "CYX"}, bigtiff=big)
+        array, planar, axes = data, "separate", "SYX"
+    tifffile.imwrite(
+        tmp,
+        array,
+        photometric="minisblack",
+        planarconfig=planar,
+        metadata={"axes": axes},
+        extratags=extratags,
+        bigtiff=big,
+    )
 
 
 def _write_envi(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None) -> None:
@@ -772,6 +812,10 @@ def _write_envi(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFi
         for k in _ENVI_PER_BAND & meta.keys():
             if not isinstance(meta[k], list) or len(meta[k]) != data.shape[0]:
                 del meta[k]
+        wkt = meta.get("coordinate system string")
+        if isinstance(wkt, str) and not wkt.startswith("{"):
+            # spectral writes a list joined by " , " with its commas replaced: keep the WKT
+            meta["coordinate system string"] = "{" + wkt + "}"
     interleave = {v: k for k, v in _ENVI_INTERLEAVE.items()}[layout]
     envi.save_image(
         str(tmp),
@@ -1022,3 +1066,38 @@ def default_output_path(input_path: str | os.PathLike, suffix: str = "_denoised"
     if p.is_dir() or p.suffix == "":
         return p.with_name(p.name + suffix)
     return p.with_name(p.stem + suffix + p.suffix)
+
+
+def cube_nodata(cube: CubeFile) -> float | None:
+    """The nodata value a file declares: GDAL_NODATA (TIFF) or ENVI ``data ignore value``.
+
+    Returns None when the file declares none (or an unparsable one).
+    """
+    text: object = None
+    if cube.format == "tiff":
+        for code, _dtype, _count, value in cube.metadata.get("geotiff_tags", []):
+            if code == 42113:
+                text = value
+    elif cube.format == "envi":
+        text = cube.metadata.get("data ignore value")
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    try:
+        return None if text is None else float(str(text).strip().strip("\x00"))
+    except ValueError:
+        return None
+
+
+def bad_bands(cube: CubeFile) -> list[int]:
+    """0-based indices of the bands an ENVI header marks bad (``bbl`` = 0); else []."""
+    bbl = cube.metadata.get("bbl") if cube.format == "envi" else None
+    if not isinstance(bbl, list) or len(bbl) != cube.data.shape[0]:
+        return []
+    out = []
+    for i, flag in enumerate(bbl):
+        try:
+            if float(flag) == 0:
+                out.append(i)
+        except (TypeError, ValueError):
+            continue
+    return out

@@ -65,6 +65,7 @@ def test_every_command_is_registered():
         "noise",
         "evaluate",
         "report",
+        "assess",
         "prepare",
         "train",
         "export",

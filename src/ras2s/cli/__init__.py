@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import denoise, evaluate, noise, report, train
+from . import assess, denoise, evaluate, noise, report, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +27,7 @@ for _command in (
     noise.noise,
     evaluate.evaluate,
     report.report,
+    assess.assess,
     train.prepare,
     train.train,
     train.export,

@@ -125,6 +125,8 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
     help="Map the cube to [0, 1] by its min/max (paper), its 0.5/99.5 percentiles "
     "(robust to outliers and strong noise), or not at all (already normalised).",
 )
+@options.nodata
+@options.skip_bands
 @click.option(
     "--suffix", default="_denoised", show_default=True, help="Default output name suffix."
 )

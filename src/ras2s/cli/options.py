@@ -25,11 +25,13 @@ __all__ = [
     "key",
     "keys",
     "layout",
+    "nodata",
     "output",
     "parse_size",
     "precision",
     "quiet",
     "set_threads",
+    "skip_bands",
     "threads",
     "weights",
 ]
@@ -135,6 +137,35 @@ layout = click.option(
     help="Force the axis order of the stored array: HWB (bands last) or BHW (bands first).",
 )
 force = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+nodata = click.option(
+    "--nodata",
+    type=float,
+    default=None,
+    help="Value of missing pixels (e.g. -9999, nan); default: the file's GDAL_NODATA or "
+    "ENVI 'data ignore value'. Left out of the statistics and returned unchanged.",
+)
+
+
+def _band_list(ctx, param, value):
+    if value is None:
+        return None
+    from ..inference import parse_band_list
+
+    try:
+        parse_band_list(value)
+    except InputError as err:
+        raise click.BadParameter(str(err), ctx, param) from None
+    return value
+
+
+skip_bands = click.option(
+    "--skip-bands",
+    default=None,
+    metavar="LIST",
+    callback=_band_list,
+    help="Bad bands, 0-based, e.g. 0-4,103-112: returned unchanged and not fed to the "
+    "network (added to the bands an ENVI bbl marks 0).",
+)
 quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 
 
