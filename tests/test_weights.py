@@ -23,7 +23,7 @@ def _save(tmp_path, obj, name="ckpt.pth"):
 
 
 def test_own_layout_round_trip(tmp_path, tiny_model, tiny_weights):
-    loaded = W.load_model(tiny_weights)
+    loaded = W.load_model(tiny_weights, precision="fp32")
     assert loaded.config == tiny_model.config
     for key, value in tiny_model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)

@@ -34,6 +34,7 @@ class DenoiseSettings:
     max_memory: int = 2 << 30
     device: str = "cpu"
     threads: int | None = None
+    precision: str = "auto"
     nan_policy: str = "error"
     normalise: str = "minmax"
     sigma: float | None = None
@@ -162,7 +163,10 @@ def _worker_main(rank, jobs, settings: DenoiseSettings, results) -> None:
         try:
             if model is None and settings.method == "ras2s":
                 model = load_model(
-                    settings.weights, resolve_device(settings.device), download=settings.download
+                    settings.weights,
+                    resolve_device(settings.device),
+                    download=settings.download,
+                    precision=settings.precision,
                 )
             found = denoise_file(Path(source), Path(target), settings, model)
         except Ras2sError as err:

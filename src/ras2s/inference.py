@@ -40,9 +40,13 @@ PER_PIXEL_BAND_BYTES = 240
 PER_PIXEL_BYTES = 5200
 
 
-def network_bytes(bands: int, pixels: int, channels: int = 14) -> int:
-    """Estimated working memory (bytes) of RAS2S on one ``(bands, pixels)`` tile."""
-    scale = channels / 14
+def network_bytes(bands: int, pixels: int, channels: int = 14, precision: str = "fp32") -> int:
+    """Estimated working memory (bytes) of RAS2S on one ``(bands, pixels)`` tile.
+
+    ``precision`` is the network's resolved precision: bfloat16 activations take half
+    the bytes of float32 ones.
+    """
+    scale = channels / 14 * (0.5 if precision == "bf16" else 1.0)
     return int(scale * pixels * (PER_PIXEL_BAND_BYTES * bands + PER_PIXEL_BYTES))
 
 
@@ -175,14 +179,15 @@ def choose_tile(
     max_memory: int,
     fixed_bytes: int,
     channels: int = 14,
+    precision: str = "fp32",
 ) -> int:
     """Largest square tile side whose network memory fits ``max_memory - fixed_bytes``.
 
     Returns ``max(height, width)`` (one tile, the whole image) when the whole image fits.
     """
-    if network_bytes(bands, height * width, channels) + fixed_bytes <= max_memory:
+    if network_bytes(bands, height * width, channels, precision) + fixed_bytes <= max_memory:
         return max(height, width)
-    per_pixel_band = network_bytes(bands, 1, channels) / bands
+    per_pixel_band = network_bytes(bands, 1, channels, precision) / bands
     return tile_for_budget(bands, per_pixel_band, max_memory, fixed_bytes=fixed_bytes)
 
 
@@ -194,6 +199,7 @@ def plan_tiles(
     tile: int | None = None,
     overlap: int | None = None,
     channels: int = 14,
+    precision: str = "fp32",
 ) -> tuple[int | tuple[int, int], int]:
     """The ``(tile, overlap)`` :func:`denoise` uses for a ``(bands, H, W)`` cube.
 
@@ -201,7 +207,8 @@ def plan_tiles(
     (:func:`~ras2s.tiling.balanced_tile`: the same tile count, each tile shrunk so that
     only the overlap is computed twice), giving ``(tile_h, tile_w)``; a given ``tile`` is
     used as is. ``overlap=None`` is 32 pixels, at most a quarter of the tile; the overlap
-    is clipped below the tile and the image.
+    is clipped below the tile and the image. ``precision`` is the network's resolved
+    precision (``"fp32"`` or ``"bf16"``, whose activations take half the memory).
     """
     bands, height, width = shape
     automatic = tile is None
@@ -213,6 +220,7 @@ def plan_tiles(
             max_memory=max_memory,
             fixed_bytes=fixed_bytes(shape, dtype),
             channels=channels,
+            precision=precision,
         )
     if overlap is None:
         overlap = min(DEFAULT_OVERLAP, max(0, tile // 4))
@@ -237,6 +245,7 @@ def denoise(
     model: torch.nn.Module | None = None,
     nodata: float | None = None,
     skip_bands: Sequence[int] | None = None,
+    precision: str = "auto",
 ) -> np.ndarray | torch.Tensor:
     """Denoise a hyperspectral cube with RAS2S.
 
@@ -277,6 +286,11 @@ def denoise(
         network, and returned exactly as they were. See :func:`denoise_masked`.
     skip_bands:
         0-based indices of bad bands: returned unchanged and not fed to the network.
+    precision:
+        ``"auto"`` (default: bfloat16 where the device computes it natively, else
+        float32), ``"fp32"`` or ``"bf16"`` (see :mod:`ras2s.precision`); used when the
+        weights are loaded here. A given ``model`` runs in its own precision. bfloat16
+        halves the network's working memory, so ``max_memory`` allows larger tiles.
 
     Returns
     -------
@@ -306,6 +320,7 @@ def denoise(
                 nan_policy=nan_policy,
                 normalise=normalise,
                 model=model,
+                precision=precision,
             ),
             layout=layout,
             nodata=nodata,
@@ -329,10 +344,11 @@ def denoise(
     if model is None:
         from .weights import load_model
 
-        model = load_model(weights, torch_device)
+        model = load_model(weights, torch_device, precision=precision)
     else:
         model = model.to(torch_device).eval()
     channels = getattr(getattr(model, "config", None), "channels", 14)
+    model_dtype = next(model.parameters(), torch.empty(0)).dtype
 
     tiles, overlap = plan_tiles(
         data.shape,
@@ -341,6 +357,7 @@ def denoise(
         tile=tile,
         overlap=overlap,
         channels=channels,
+        precision="bf16" if model_dtype == torch.bfloat16 else "fp32",
     )
 
     def run_network(tile_cube: np.ndarray) -> np.ndarray:

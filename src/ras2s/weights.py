@@ -35,6 +35,7 @@ import torch
 from .errors import OutputError, WeightsError
 from .io import atomic_path, sha256_file, write_atomically
 from .model import RAS2S, RAS2SConfig
+from .precision import apply_precision
 
 OFFICIAL_URL = (
     "https://github.com/MIV-XJTU/RAS2S/raw/a45a373e79b1ff2f62db9595f085d32647c7907d/"
@@ -340,6 +341,7 @@ def load_model(
     device: str | torch.device = "cpu",
     *,
     download: bool = False,
+    precision: str = "auto",
 ) -> RAS2S:
     """Build RAS2S with the given weights, in eval mode, on ``device``.
 
@@ -351,13 +353,17 @@ def load_model(
         A torch device (``"cpu"``, ``"cuda"``, ...).
     download:
         Allow downloading the ``official`` weights when they are not configured or cached.
+    precision:
+        ``"auto"`` (default: bfloat16 where ``device`` computes it natively, else
+        float32), ``"fp32"`` or ``"bf16"``; see :mod:`ras2s.precision`. The choice is in
+        ``model.precision``.
 
     Returns
     -------
     RAS2S
         Its ``forward`` takes a float tensor ``(N, bands, H, W)`` in the normalised range
-        (about [0, 1]) and returns the denoised tensor of the same shape. The model card
-        is in ``model.card``.
+        (about [0, 1]) and returns the denoised tensor of the same shape and dtype (it
+        computes in the model's precision). The model card is in ``model.card``.
 
     Examples
     --------
@@ -371,16 +377,21 @@ def load_model(
     model = RAS2S(config)
     _checked_load(model, state, str(path))
     model.card = {"weights": str(weights), "path": str(path), **card}
-    return model.eval().to(device)
+    return apply_precision(model.eval(), precision, device)
 
 
 def save_weights(model: RAS2S, path: str | os.PathLike, card: dict | None = None) -> Path:
-    """Write an inference checkpoint in our layout, atomically; return its path."""
+    """Write an inference checkpoint in our layout, atomically; return its path.
+
+    The tensors are stored as contiguous float32 whatever the model's precision and
+    memory format.
+    """
     path = Path(path)
+    state = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
     payload = {
         "format": "ras2s",
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "card": json.loads(json.dumps(card or {})),
     }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError, OutputError, Ras2sError
+from ..precision import describe_auto, resolve_precision
 from . import options
 
 __all__ = ["denoise", "info", "weights"]
@@ -110,6 +111,7 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
 )
 @options.device
 @options.threads
+@options.precision
 @click.option(
     "--nan-policy",
     type=click.Choice(["error", "fill"]),
@@ -180,7 +182,9 @@ def denoise(inputs, output, preview, workers, method, weights, quiet, **settings
     torch_device = resolve_device(settings["device"])
     model = None
     if method == "ras2s":
-        model = load_model(weights, torch_device, download=settings["download"])  # fail early
+        model = load_model(  # fail early
+            weights, torch_device, download=settings["download"], precision=settings["precision"]
+        )
     else:
         _check_method(method)
     show = not quiet and sys.stderr.isatty()
@@ -236,6 +240,7 @@ def info(path, key, layout, as_json) -> None:
         else float(data.max()),
         "non_finite": int(finite.size - finite.sum()) if finite is not None else 0,
         "default_tiles": _describe_plan(data.shape, data.dtype),
+        "precision": describe_auto("cpu"),
     }
     wavelengths = cube.metadata.get("wavelength") if isinstance(cube.metadata, dict) else None
     if wavelengths:
@@ -248,11 +253,14 @@ def info(path, key, layout, as_json) -> None:
 
 
 def _describe_plan(shape: tuple[int, int, int], dtype) -> str:
-    """Tiles ``ras2s denoise`` uses under the default budget: ``4 x (272 x 272), overlap 32``."""
+    """Tiles ``ras2s denoise`` uses under the default budget: ``4 x (272 x 272), overlap 32``.
+
+    For the precision ``--precision auto`` picks on this CPU.
+    """
     from ..inference import plan_tiles
     from ..tiling import tile_grid
 
-    tile, overlap = plan_tiles(shape, dtype)
+    tile, overlap = plan_tiles(shape, dtype, precision=resolve_precision("auto", "cpu"))
     grid = tile_grid(shape[1], shape[2], tile, overlap)
     height, width = grid[0].shape
     return f"{len(grid)} x ({height} x {width}), overlap {overlap}"

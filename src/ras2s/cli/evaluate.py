@@ -83,6 +83,7 @@ def _keys(values: tuple[str, ...]) -> str | dict[str, str] | None:
 )
 @options.device
 @options.threads
+@options.precision
 @options.keys
 @options.layout
 @options.quiet
@@ -100,6 +101,7 @@ def evaluate(
     resume,
     device,
     threads,
+    precision,
     keys,
     layout,
     quiet,
@@ -131,6 +133,7 @@ def evaluate(
         resume=resume,
         progress=not quiet and sys.stderr.isatty(),
         device=device,
+        precision=precision,
         key=_keys(keys),
         layout=layout,
         command=shlex.join(["ras2s", "evaluate", *sys.argv[2:]])

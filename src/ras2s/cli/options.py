@@ -15,6 +15,7 @@ from collections.abc import Callable
 import click
 
 from ..errors import InputError, Ras2sError
+from ..precision import describe_auto
 
 __all__ = [
     "SizeType",
@@ -187,8 +188,8 @@ precision = click.option(
     type=click.Choice(["auto", "fp32", "bf16"]),
     default="auto",
     show_default=True,
-    help="Arithmetic of the network: auto (bf16 where the CPU or GPU has fast bf16, "
-    "else fp32), fp32, or bf16.",
+    help="Arithmetic of the network: auto (bf16 where the CPU or GPU computes it "
+    f"natively, else fp32; {describe_auto('cpu')}), fp32 (exact), or bf16.",
 )
 
 

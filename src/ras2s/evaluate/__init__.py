@@ -107,6 +107,7 @@ def evaluate(
     key: str | Mapping[str, str] | None = None,
     layout: str | None = None,
     command: str | None = None,
+    precision: str = "auto",
 ) -> Results:
     """Score denoisers on noisy versions of clean cubes; write CSV, JSON and a table.
 
@@ -152,6 +153,9 @@ def evaluate(
         Force the stored layout of every file.
     command : str, optional
         The command line, recorded in ``results.json``.
+    precision : {"auto", "fp32", "bf16"}
+        Precision of the network (see :mod:`ras2s.precision`); the resolved one is
+        recorded with the weights in ``results.json``.
 
     Returns
     -------
@@ -179,7 +183,7 @@ def evaluate(
         bands = [int(b) for b in bands]
     settings = run_settings(seed, crop, crop_size, bands, device)
     todo = find_images(images)
-    resolved, method_info, weights_info = resolve_methods(methods, weights, device)
+    resolved, method_info, weights_info = resolve_methods(methods, weights, device, precision)
     record = Recorder(
         out_dir,
         settings=settings,

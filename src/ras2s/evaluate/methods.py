@@ -37,7 +37,7 @@ def _baselines() -> dict[str, Callable[..., np.ndarray]]:
 
 
 def resolve_methods(
-    methods: Sequence[str], weights: str | os.PathLike, device: Any
+    methods: Sequence[str], weights: str | os.PathLike, device: Any, precision: str = "auto"
 ) -> tuple[dict[str, Method], dict[str, Any], dict[str, Any] | None]:
     """Callables ``(noisy01, noise params) -> estimate``, method info, weights info."""
     names = [str(m).strip() for m in methods if str(m).strip()]
@@ -65,7 +65,7 @@ def resolve_methods(
 
         torch_device = inference.resolve_device(device)  # InputError when CUDA is asked but absent
         path = resolve(weights)
-        model = load_model(weights, torch_device)
+        model = load_model(weights, torch_device, precision=precision)
         weights_info = {
             "name": str(weights),
             "path": str(path),
@@ -73,6 +73,7 @@ def resolve_methods(
             "card": model.card,
             "config": model.config.to_dict(),
             "parameters": count_parameters(model),
+            "precision": model.precision,
         }
         device = torch_device
     for name in names:

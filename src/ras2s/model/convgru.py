@@ -81,7 +81,8 @@ class ConvGRUCell(nn.Module):
         update = torch.sigmoid(conv3x3(state, self.gates.weight[:c, :c]) + update_x)
         reset = torch.sigmoid(conv3x3(state, self.gates.weight[c:, :c]) + reset_x)
         doubled = conv3x3(reset * state, 2 * self.candidate.weight[:, :c]) + candidate_x
-        return torch.lerp(state, tanh_via_sigmoid(doubled), update)
+        candidate = tanh_via_sigmoid(doubled).to(state.dtype)  # no-ops outside autocast
+        return torch.lerp(state, candidate, update.to(state.dtype))
 
     def forward(self, state: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         return self.step(state, self.input_part(inputs))
