@@ -93,3 +93,20 @@ def apply_precision(
             parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
     model.precision = resolved
     return model
+
+
+def training_precision(value: str, accelerator: str = "auto") -> str:
+    """Lightning's ``precision`` for ``ras2s train --precision``.
+
+    ``"auto"`` -> ``"bf16-mixed"`` where the training device computes bfloat16
+    natively (see :func:`resolve_precision`), else ``"32"``; Lightning's own values
+    (``"32"``, ``"bf16-mixed"``, ``"16-mixed"``, ...) pass through.
+    """
+    if value != "auto":
+        return value
+    device = "cpu"
+    if accelerator in ("auto", "gpu", "cuda"):
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return "bf16-mixed" if resolve_precision("auto", device) == "bf16" else "32"

@@ -166,7 +166,12 @@ def prepare(
 @click.option("--num-nodes", type=int, help="Number of nodes.")
 @click.option("--strategy", help="Lightning strategy (auto, ddp, ddp_spawn, ...).")
 @click.option("--accelerator", help="cpu, gpu or auto.")
-@click.option("--precision", type=click.Choice(["32", "16-mixed", "bf16-mixed"]))
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "32", "bf16-mixed", "16-mixed"]),
+    help="Lightning precision; auto = bf16-mixed where the device computes bfloat16 "
+    "natively, else 32 (default: the config's, 32).",
+)
 @click.option("--max-epochs", type=int)
 @click.option("--max-steps", type=int)
 @options.output("Run folder (config.yaml, checkpoints/, logs/).")

@@ -140,14 +140,18 @@ class Decoder(nn.Module):
         state = descending[0]
         for start in range(0, bands, self.chunk):
             band_range = range(start, min(bands, start + self.chunk))
+            # split, not slicing: one concatenation in the backward pass, not one
+            # chunk-sized zero tensor per band
             merge_parts = self.merge_context_part(torch.cat([contexts[i] for i in band_range]))
+            merge_parts = merge_parts.split(n)
             opposite = self.ascending.opposite_part(torch.cat([descending[i] for i in band_range]))
+            opposite = opposite.split(n)
             for i in band_range:
                 contexts[i] = descending[i] = None
             for j, i in enumerate(band_range):
-                merged = F.leaky_relu(feedback + merge_parts[j * n : (j + 1) * n], 0.1)
+                merged = F.leaky_relu(feedback + merge_parts[j], 0.1)
                 inputs = self.ascending.input_part(merged)
-                state = self.ascending.fused_step(state, inputs, opposite[j * n : (j + 1) * n])
+                state = self.ascending.fused_step(state, inputs, opposite[j])
                 band = self.head(state) + noisy[:, i : i + 1]
                 output.append(band)
                 feedback = self.merge_feedback_part(self.embed_output(band))

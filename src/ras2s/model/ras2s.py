@@ -75,6 +75,14 @@ class RAS2S(nn.Module):
         self.encoder = Encoder(self.config.channels, self.config.regions)
         self.decoder = Decoder(self.config.channels, self.config.reach)
 
+    def compute_dtype(self, device_type: str = "cpu") -> torch.dtype:
+        """The dtype activations are computed in: autocast's when on, else the parameters'.
+
+        Under autocast (mixed-precision training) every activation then stays in
+        bfloat16, instead of float32 ones being cast again at each convolution.
+        """
+        return _autocast_dtype(device_type) or self.decoder.head.conv3.weight.dtype
+
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         if noisy.ndim != 4:
             raise InputError(
@@ -83,14 +91,27 @@ class RAS2S(nn.Module):
         if min(noisy.shape) < 1:
             raise InputError(f"RAS2S got an empty tensor of shape {tuple(noisy.shape)}")
         bands = noisy.shape[1]
-        param_dtype = self.decoder.head.conv3.weight.dtype
-        x = noisy.to(param_dtype).contiguous()
+        x = noisy.to(self.compute_dtype(noisy.device.type)).contiguous()
         min_bands = 2 * self.config.reach + 1
         if bands < min_bands:
             x = F.pad(x.unsqueeze(0), (0, 0, 0, 0, 0, min_bands - bands), mode="replicate")
             x = x.squeeze(0)
         out = self.decoder(x, self.encoder(x))
         return out[:, :bands].to(noisy.dtype)
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype in force for ``device_type``, or None."""
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        enabled = torch.is_autocast_cpu_enabled() if device_type == "cpu" else False
+    if not enabled:
+        return None
+    try:
+        return torch.get_autocast_dtype(device_type)
+    except AttributeError:  # torch < 2.4
+        return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.float16
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -168,11 +168,12 @@ class RegionLearning(nn.Module):
         filters = self.region_filters(h)
         classifier = self.spatial_classifier.routed_weight(h)
         spectral_scores = self.spectral_classifier(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        refined = [
-            self.refine_sample(h[k : k + 1], filters[k], classifier[k], spectral_scores[k : k + 1])
-            for k in range(h.shape[0])
-        ]
-        return torch.cat(refined)
+        # split/unbind, not slicing: their backward is one concatenation, where each
+        # slice's backward would build a zero tensor the size of the whole batch.
+        samples = zip(
+            h.split(1), filters.unbind(), classifier.unbind(), spectral_scores.split(1), strict=True
+        )
+        return torch.cat([self.refine_sample(*sample) for sample in samples])
 
     def refine_sample(
         self,

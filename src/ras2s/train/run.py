@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from ..errors import InputError
+from ..precision import training_precision
 from .config import TrainConfig, dump_config
 from .system import PatchDataModule, ProgressLine, RAS2SSystem
 
@@ -49,7 +50,7 @@ def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Tra
         num_nodes=cfg.num_nodes,
         accelerator=cfg.accelerator,
         strategy=cfg.strategy,
-        precision=cfg.precision,
+        precision=training_precision(cfg.precision, cfg.accelerator),
         gradient_clip_val=cfg.grad_clip,
         log_every_n_steps=cfg.log_every,
         logger=_loggers(out),

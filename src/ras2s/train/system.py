@@ -20,6 +20,7 @@ from ..data.dataset import EpochSampler, PatchDataset
 from ..data.prepare import load_manifest
 from ..model import RAS2S, RAS2SConfig
 from ..noise import add_noise
+from ..precision import apply_precision
 from .config import TrainConfig, from_dict
 from .noise_schedule import lr_factor_at, noise_kind_at, noisy_batch
 
@@ -38,7 +39,9 @@ class RAS2SSystem(L.LightningModule):
         cfg = config if isinstance(config, TrainConfig) else from_dict(config)
         self.cfg = cfg
         self.save_hyperparameters({"config": cfg.to_dict()})
-        self.model = RAS2S(RAS2SConfig(**cfg.arch()))
+        # channels-last parameters: the fast convolution path for float32 and for
+        # Lightning's bf16-mixed alike (see ras2s.precision)
+        self.model = apply_precision(RAS2S(RAS2SConfig(**cfg.arch())), "fp32")
         self.loss_fn = torch.nn.L1Loss() if cfg.loss == "l1" else torch.nn.MSELoss()
         self.history: list[dict] = []
         self.wall_time_s = 0.0
