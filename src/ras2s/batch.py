@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputError, Ras2sError, sigterm_raises
+from .errors import InputError, OutputError, Ras2sError, sigterm_raises
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +86,7 @@ def denoise_file(
 
     cube = read_cube(source, key=settings.key, layout=settings.layout)
     check_output(target, cube.data.dtype, force=settings.force)  # before the network runs
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _naming(source):
         warnings.simplefilter("always")
         if settings.method == "ras2s":
             result = denoise(
@@ -114,6 +114,17 @@ def denoise_file(
 
         write_atomically(preview, functools.partial(write_preview, cube.data, result))
     return tuple(str(w.message) for w in caught)
+
+
+@contextlib.contextmanager
+def _naming(source: Path) -> Iterator[None]:
+    """Prefix a ras2s error about the array (not the file) with the file's name."""
+    try:
+        yield
+    except InputError as err:
+        if str(source) in str(err):
+            raise
+        raise type(err)(f"{source}: {err}") from err
 
 
 def plan_targets(

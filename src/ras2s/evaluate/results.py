@@ -378,7 +378,7 @@ class Recorder:
             }
         )
         where = "/".join(x for x in (image.name, case, method) if x)
-        logger.error("evaluate: %s failed at %s: %s", where, stage, text)
+        logger.info("evaluate: %s failed at %s: %s", where, stage, text)
 
     def close(self) -> None:
         """Close the CSV file."""
