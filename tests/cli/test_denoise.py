@@ -484,3 +484,9 @@ def test_output_problems_found_before_the_network_runs(
         (tmp_path / "o.img").write_bytes(b"keep")
     args = ["denoise", tmp_path / "c.npy", "-o", tmp_path / output, "--layout", "BHW"]
     _refused(runner, tmp_path, digest, [*args, "--weights", tiny_weights], expect)
+
+
+def test_an_error_about_the_array_names_its_file(runner, tmp_path, rng, tiny_weights, digest):
+    _npy(tmp_path / "tiny.npy", 1e-310 * rng.random((4, 16, 16)))  # range float64 cannot map
+    args = ["denoise", tmp_path / "tiny.npy", "--layout", "BHW", "--weights", tiny_weights]
+    _refused(runner, tmp_path, digest, args, "tiny.npy: ")
