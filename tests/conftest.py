@@ -75,3 +75,26 @@ def store(tmp_path_factory) -> Path:
         ),
     )
     return root / "data"
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder``: sha256 of a file, ``link->target``, or ``dir``."""
+    import hashlib
+    import os
+
+    digest = {}
+    for path in sorted(Path(folder).rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            digest[name] = "link->" + os.readlink(path)
+        elif path.is_file():
+            digest[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            digest[name] = "dir" if path.is_dir() else "special"
+    return digest
+
+
+@pytest.fixture
+def digest():
+    """``digest(folder)``: the sha256 of every file in it (data-loss tests compare two)."""
+    return folder_digest

@@ -62,7 +62,7 @@ def test_worker_processes_are_separate_and_report_bad_files(tmp_path, rng, tiny_
     pids = {r.pid for r in results}
     assert len(pids) == 2 and os.getpid() not in pids
     failed = [r for r in results if r.error is not None]
-    assert [r.source.name for r in failed] == ["broken.mat"]
+    assert [r.source.name for r in failed] == ["broken.mat"], [r.error for r in failed]
     assert "broken.mat" in failed[0].error
     assert sorted(p.name for p in tmp_path.glob("*_out.mat")) == [
         f"scene{i}_out.mat" for i in range(3)

@@ -179,3 +179,63 @@ def test_budget_tiles_are_balanced_so_little_area_is_computed_twice(rng, tiny_mo
     # 3 x 42 pixels down the 100-pixel side and 2 x 36 across the 60 (instead of 3 and 2
     # tiles of 48): the same tile count, and only the overlap strips computed twice.
     assert seen["tile"] == (42, 36)
+
+
+# --- issue 13: never garbage, never a hang ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "dtype"),
+    [
+        (lambda r: np.float32(3e38) * (r.random((4, 16, 16)) * 2 - 1), np.float32),
+        (lambda r: 1e307 * (r.random((4, 16, 16)) * 2 - 1), np.float64),
+        (lambda r: 1000 + 0.001 * r.standard_normal((4, 16, 16)), np.float64),
+    ],
+    ids=["float32-near-max", "float64-near-max", "offset-1000-range-0.004"],
+)
+def test_a_finite_cube_gives_a_finite_faithful_output(tiny_model, rng, make, dtype):
+    cube = make(rng).astype(dtype)
+    out = denoise(cube, model=tiny_model)
+    assert out.dtype == dtype and np.isfinite(out).all()
+    assert len(np.unique(out)) > out.size // 2  # no collapse to a few levels
+    assert out.max() <= np.finfo(dtype).max
+
+
+@pytest.mark.parametrize("scale", [1e308, 1e-310])
+def test_a_range_float64_cannot_normalise_is_refused(tiny_model, rng, scale):
+    cube = scale * (rng.random((4, 8, 8)) * 2 - 1) if scale > 1 else scale * rng.random((4, 8, 8))
+    with pytest.raises(InputError, match="range too"):
+        denoise(cube, model=tiny_model)
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(8, 8), (8, 9), (16, 40)])
+def test_overlap_not_below_the_tile_is_an_error(tiny_model, rng, tile, overlap):
+    with pytest.raises(InputError, match="must be smaller than the tile"):
+        denoise(
+            rng.random((4, 32, 32)).astype(np.float32), model=tiny_model, tile=tile, overlap=overlap
+        )
+
+
+def test_bad_budget_tile_and_device_are_input_errors(tiny_model, rng):
+    from ras2s.inference import resolve_device
+
+    cube = rng.random((4, 16, 16)).astype(np.float32)
+    for kwargs, match in (
+        ({"max_memory": 0}, "max_memory"),
+        ({"tile": 0}, "tile"),
+        ({"overlap": -1}, "overlap"),
+    ):
+        with pytest.raises(InputError, match=match):
+            denoise(cube, model=tiny_model, **kwargs)
+    for device in ("gpu", "cuda:7", "meta"):
+        with pytest.raises(InputError, match="device"):
+            resolve_device(device)
+
+
+def test_a_network_returning_nan_is_refused(rng):
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            return x * float("nan")
+
+    with pytest.raises(InputError, match="NaN or Inf"):
+        denoise(rng.random((4, 8, 8)).astype(np.float32), model=Broken())

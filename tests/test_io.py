@@ -404,7 +404,7 @@ def _truncated(tmp_path: Path, ext: str) -> Path:
 @pytest.mark.parametrize("ext", [".mat", ".npy", ".npz", ".h5", ".tif"])
 def test_error_truncated(tmp_path, capfd, ext):
     cut = _truncated(tmp_path, ext)
-    with pytest.raises(InputError, match=name_re(cut) + ".*corrupt or truncated"):
+    with pytest.raises(InputError, match=name_re(cut) + ".*truncated"):
         read_cube(cut)
     assert capfd.readouterr().err == ""  # no library chatter on stderr
 
@@ -585,7 +585,7 @@ def test_write_png_folder_force(tmp_path):
     other = tmp_path / "docs"
     other.mkdir()
     (other / "thesis.tex").write_text("precious")
-    with pytest.raises(OutputError, match="not a PNG cube folder; refusing"):
+    with pytest.raises(OutputError, match="not only band PNGs; refusing"):
         write_cube(other, cube(dtype=np.uint8), force=True)
     assert (other / "thesis.tex").read_text() == "precious"
 
@@ -765,3 +765,98 @@ class TestRealData:
     def test_samson_needs_key(self):
         with pytest.raises(InputError, match=r"Samson\.mat: several 3-D.*'A'.*'SamSon'"):
             read_cube(DATA / "Samson" / "Samson.mat")
+
+
+# --- issue 13: declared sizes, special files, what --force may replace -----------------
+
+
+def test_truncated_envi_reported_not_allocated(tmp_path):
+    header = tmp_path / "big.hdr"
+    header.write_text(
+        "ENVI\nsamples = 20000\nlines = 20000\nbands = 200\nheader offset = 0\n"
+        "file type = ENVI Standard\ndata type = 4\ninterleave = bsq\nbyte order = 0\n"
+    )
+    (tmp_path / "big.img").write_bytes(b"\0" * 4096)
+    with pytest.raises(InputError, match=r"big\.hdr: the header declares .*298 GiB.* 4,096 bytes"):
+        read_cube(header)
+
+
+def test_sparse_hdf5_reported_not_allocated(tmp_path):
+    with h5py.File(tmp_path / "sparse.h5", "w") as f:
+        f.create_dataset("cube", shape=(200, 20000, 20000), dtype="f4", chunks=(1, 256, 256))
+    with pytest.raises(InputError, match=r"sparse\.h5: dataset '/cube' declares .*chunks"):
+        read_cube(tmp_path / "sparse.h5", layout="BHW")
+
+
+@pytest.mark.parametrize("ext", [".npy", ".npz"])
+def test_npy_header_larger_than_the_file_reported(tmp_path, ext):
+    import io as iolib
+    import zipfile
+
+    buffer = iolib.BytesIO()
+    header = {"descr": "<f4", "fortran_order": False, "shape": (200, 20000, 20000)}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    buffer.write(b"\0" * 4096)
+    path = tmp_path / f"huge{ext}"
+    if ext == ".npy":
+        path.write_bytes(buffer.getvalue())
+    else:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("cube.npy", buffer.getvalue())
+    with pytest.raises(InputError, match=r"huge\.np.: .*declares .*298 GiB"):
+        read_cube(path, layout="BHW")
+
+
+def test_special_files_refused_as_inputs(tmp_path):
+    os.mkfifo(tmp_path / "pipe.npy")
+    with pytest.raises(InputError, match="FIFO"):
+        read_cube(tmp_path / "pipe.npy")
+    os.symlink(tmp_path / "gone.npy", tmp_path / "dangling.npy")
+    with pytest.raises(InputError, match="dangling"):
+        read_cube(tmp_path / "dangling.npy")
+    header = tmp_path / "c.hdr"
+    write_cube(header, np.zeros((3, 4, 4), np.float32))
+    (tmp_path / "c.img").unlink()
+    os.mkfifo(tmp_path / "c.img")
+    with pytest.raises(InputError, match=r"c\.hdr"):  # refused, never opened (no hang)
+        read_cube(header)
+
+
+def test_timedelta_is_not_a_real_number(tmp_path):
+    np.save(tmp_path / "td.npy", np.zeros((3, 4, 4), "m8[s]"))
+    with pytest.raises(InputError, match="timedelta64"):
+        read_cube(tmp_path / "td.npy", layout="BHW")
+
+
+def test_check_output_rules(tmp_path):
+    from ras2s.io import check_output, check_suffix
+
+    source = tmp_path / "in.npy"
+    np.save(source, np.zeros((3, 4, 4), np.float32))
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        check_output(source, force=True, inputs=[source])
+    os.symlink(source, tmp_path / "link.npy")
+    with pytest.raises(OutputError, match="symbolic link"):
+        check_output(tmp_path / "link.npy", force=True)
+    (tmp_path / "notes").write_text("x")
+    with pytest.raises(OutputError, match="no extension"):
+        check_output(tmp_path / "notes", np.uint8, force=True)
+    with pytest.raises(OutputError, match="ENVI has no float16"):
+        check_output(tmp_path / "o.hdr", np.float16)
+    assert check_output(tmp_path / "new.tif", np.float16) == "tiff"
+    assert check_output(source, np.float32, force=True) == "npy"  # a plain file: replaceable
+    for bad in ("", "/x", "a/b", ".."):
+        with pytest.raises(InputError, match="suffix"):
+            check_suffix(bad)
+
+
+def test_expand_inputs_skips_earlier_outputs(tmp_path):
+    from ras2s.io import expand_inputs
+
+    for name in ("a.npy", "a_denoised.npy", "b_denoised.mat"):
+        write_cube(tmp_path / name, np.zeros((3, 4, 4), np.float32))
+    (tmp_path / "a_denoised.npy.json").write_text("{}")
+    found = expand_inputs([tmp_path], skip_suffix="_denoised")
+    assert [p.name for p in found] == ["a.npy"]
+    explicit = expand_inputs([tmp_path / "a_denoised.npy"], skip_suffix="_denoised")
+    assert [p.name for p in explicit] == ["a_denoised.npy"]  # named by hand: used

@@ -133,3 +133,33 @@ def test_shipped_default_weights_load_with_their_card():
 def test_saved_weights_have_a_normal_file_mode(tmp_path, tiny_model):
     path = W.save_weights(tiny_model, tmp_path / "w.pt")
     assert path.stat().st_mode & 0o044  # readable by others, not mkstemp's 0600
+
+
+# --- issue 13 --------------------------------------------------------------------------
+
+
+def test_weights_holding_nan_or_inf_are_refused_at_load(tmp_path, tiny_model):
+    import copy
+
+    for bad in (float("nan"), float("inf")):
+        model = copy.deepcopy(tiny_model)
+        with torch.no_grad():
+            next(iter(model.parameters())).view(-1)[0] = bad
+        W.save_weights(model, tmp_path / "bad.pt")
+        with pytest.raises(WeightsError, match=r"bad\.pt: key .* NaN or Inf"):
+            W.load_model(tmp_path / "bad.pt")
+
+
+def test_pickled_checkpoint_message_has_no_torch_advice(tmp_path):
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")
+    with pytest.raises(WeightsError) as info:
+        W.load_model(tmp_path / "pickled.pt")
+    text = str(info.value)
+    assert "pickled.pt" in text and "weights_only" not in text and "\n" not in text
+
+
+def test_unusable_cache_folder_is_a_weights_error(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("RAS2S_CACHE", str(tmp_path / "file"))
+    with pytest.raises(WeightsError, match="cache folder .* not usable"):
+        W.download("official")

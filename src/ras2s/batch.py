@@ -5,19 +5,35 @@
 loads the model once and writes each of its files atomically, so every output is written
 exactly once, by one process. With ``--device cuda`` worker ``k`` uses GPU ``k`` modulo
 the number of GPUs; on CPU the cores are shared out (``threads`` per worker).
+
+:func:`plan_targets` decides every output before any work and refuses what could lose
+data: two inputs with one output, an output on (or in) an input, anything ``--force``
+may not replace (see :func:`ras2s.io.check_replaceable`).
+
+Signals: workers start with SIGINT ignored (a Ctrl-C reaches the whole process group;
+the parent alone decides) and turn SIGTERM into :class:`~ras2s.errors.Terminated`, so an
+interrupted write removes its temporary file and the worker exits without a traceback.
+On Ctrl-C or SIGTERM the parent terminates every worker and waits for it. A worker
+whose parent has gone (killed) stops at once (Linux: the parent-death signal; else a
+watchdog thread), and never writes an output after that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import queue as queue_module
+import signal
+import sys
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import Ras2sError
+from .errors import InputError, OutputError, Ras2sError, sigterm_raises
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,14 +91,15 @@ def denoise_file(
         parse_band_list,
         resolve_device,
     )
-    from .io import bad_bands, cube_nodata, read_cube, write_atomically, write_cube
+    from .io import bad_bands, check_output, cube_nodata, read_cube, write_atomically, write_cube
 
     cube = read_cube(source, key=settings.key, layout=settings.layout)
+    check_output(target, cube.data.dtype, force=settings.force)  # before the network runs
     nodata = settings.nodata if settings.nodata is not None else cube_nodata(cube)
     skip = sorted(
         set(bad_bands(cube)) | set(parse_band_list(settings.skip_bands, cube.data.shape[0]))
     )
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _naming(source):
         warnings.simplefilter("always")
         if settings.method == "ras2s":
             result = denoise(
@@ -118,6 +135,90 @@ def denoise_file(
     return tuple(str(w.message) for w in caught)
 
 
+@contextlib.contextmanager
+def _naming(source: Path) -> Iterator[None]:
+    """Prefix a ras2s error about the array (not the file) with the file's name."""
+    try:
+        yield
+    except InputError as err:
+        if str(source) in str(err):
+            raise
+        raise type(err)(f"{source}: {err}") from err
+
+
+def plan_targets(
+    sources: list[Path],
+    output: str | os.PathLike | None = None,
+    *,
+    suffix: str = "_denoised",
+    preview: str | os.PathLike | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Where each source is written; refuses, before any work, what would lose data.
+
+    One source: ``output`` is the output file (or a folder to write into); several:
+    ``output`` must be an existing folder. Without ``output`` each goes beside its
+    source as ``<stem><suffix><ext>``. Refused, ``force`` or not: two sources with one
+    output, an output (or ``preview``) on an input or inside an input PNG-band folder,
+    a symbolic link, a device, or a folder holding more than band PNGs; without
+    ``force``, any existing output.
+
+    Raises
+    ------
+    OutputError
+        Naming the path and the reason.
+    """
+    from .io import (
+        check_input,
+        check_output,
+        check_replaceable,
+        check_suffix,
+        default_output_path,
+    )
+
+    check_suffix(suffix)
+    for source in sources:  # a bad input is named before anything about its output
+        check_input(source)
+    many = len(sources) > 1
+    if many and output is not None and not Path(output).is_dir():
+        raise OutputError(f"{output}: with several inputs, -o must be an existing folder")
+    targets = []
+    for source in sources:
+        default = default_output_path(source, suffix=suffix)
+        out = None if output is None else Path(output)
+        into = out is not None and (many or (out.is_dir() and not out.is_symlink()))
+        targets.append(default if out is None else out / default.name if into else out)
+    _refuse_shared_targets(sources, targets)
+    for target in targets:
+        check_output(target, force=force, inputs=sources)
+    if preview is not None:
+        if many:
+            raise OutputError("--preview needs a single input")
+        if not str(preview).lower().endswith(".png"):
+            raise OutputError(f"{preview}: --preview writes a PNG; give a .png name")
+        check_replaceable(preview, force=force, inputs=[*sources, *targets])
+    return targets
+
+
+def _refuse_shared_targets(sources: list[Path], targets: list[Path]) -> None:
+    from .io import output_files
+
+    seen: dict[str, Path] = {}
+    for source, target in zip(sources, targets, strict=True):
+        for path in output_files(target):
+            real = os.path.realpath(path)
+            if real in seen:
+                what = (
+                    "is given twice"
+                    if os.path.realpath(seen[real]) == os.path.realpath(source)
+                    else f"and {seen[real]} would both be written to {target}"
+                )
+                raise OutputError(
+                    f"{source} {what}; nothing was done (give each input its own output)"
+                )
+            seen[real] = source
+
+
 def split_between_workers(sources: list[Path], workers: int) -> list[list[int]]:
     """Indices of ``sources`` for each worker: largest files first, dealt round-robin.
 
@@ -145,8 +246,38 @@ def _worker_device(device: str, rank: int) -> str:
     return device
 
 
-def _worker_main(rank, jobs, settings: DenoiseSettings, results) -> None:
-    """Body of one worker process: load the model once, process its files in order."""
+def _watch_parent(parent: int) -> None:
+    """Stop this worker (SIGTERM to itself) as soon as its parent process has gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(Exception):  # PR_SET_PDEATHSIG: the kernel tells us at once
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="ras2s-parent-watch", daemon=True).start()
+
+
+def _worker_main(rank, jobs, settings: DenoiseSettings, results, parent: int = 0) -> None:
+    """Body of one worker process: stop quietly on SIGTERM or when the parent has gone."""
+    try:
+        with sigterm_raises():
+            if parent:
+                _watch_parent(parent)
+            _worker_jobs(rank, jobs, settings, results)
+    except KeyboardInterrupt:  # Terminated: temporary files are already removed
+        results.cancel_join_thread()  # never block at exit on results nobody will read
+        sys.exit(143)
+
+
+def _worker_jobs(rank, jobs, settings: DenoiseSettings, results) -> None:
+    """Load the model once, process this worker's files in order."""
     import torch
 
     from .inference import resolve_device
@@ -206,9 +337,10 @@ def denoise_in_workers(
             continue
         jobs = [(str(sources[i]), str(targets[i])) for i in share]
         process = context.Process(
-            target=_worker_main, args=(rank, jobs, settings, results), daemon=True
+            target=_worker_main, args=(rank, jobs, settings, results, os.getpid()), daemon=True
         )
-        process.start()
+        with _sigint_ignored():  # inherited: the child ignores Ctrl-C, the parent stops it
+            process.start()
         processes.append((rank, process))
         pending[rank] = set(share)
     index_of = {str(sources[i]): i for i in range(len(sources))}
@@ -227,9 +359,31 @@ def denoise_in_workers(
             pending.get(message.worker, set()).discard(index_of[str(message.source)])
             yield message
     finally:
-        for _, process in processes:
-            if process.is_alive():
-                process.terminate()
+        _stop(processes)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop(processes, grace: float = 10.0) -> None:
+    """Terminate every live worker (SIGTERM: it cleans up), wait, kill what lingers."""
+    for _, process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + grace
+    for _, process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
             process.join()
 
 

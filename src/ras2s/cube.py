@@ -8,8 +8,12 @@ Every layer that maps a cube to the paper's [0, 1] domain or cuts its centre use
   ``hi`` the cube's minimum and maximum over all its values (the paper's convention), or
   a given pair (to map several cubes with one affine map). NaN/Inf and a constant cube
   are errors.
-- **denormalise**: ``x * (hi - lo) + lo`` back to a dtype; integers are rounded and
-  clipped to the dtype's range.
+- **denormalise**: ``x * (hi - lo) + lo`` in float64 (one band at a time) back to a
+  dtype; integers are rounded and clipped to the dtype's range, floats clipped to the
+  dtype's finite range (a finite input never comes back as Inf).
+- **check_range**: a range whose width overflows float64 (values near the float
+  limits) or whose inverse does (a subnormal width) is refused, never normalised into
+  zeros or NaN.
 - **centre crop**: ``top = (H - h) // 2``, ``left = (W - w) // 2``; an axis smaller than
   the crop is kept whole.
 """
@@ -22,7 +26,31 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["centre_box", "centre_crop", "denormalise", "normalise"]
+__all__ = ["centre_box", "centre_crop", "check_range", "denormalise", "normalise"]
+
+
+def check_range(lo: float, hi: float, *, source: str = "the cube") -> float:
+    """``1 / (hi - lo)``, or :class:`InputError` when float64 cannot map ``[lo, hi]`` to [0, 1].
+
+    Examples
+    --------
+    >>> check_range(2.0, 6.0)
+    0.25
+    """
+    with np.errstate(over="ignore", divide="ignore"):
+        width = np.float64(hi) - np.float64(lo)
+        scale = np.float64(1.0) / width if width != 0 else np.float64(np.inf)
+    if not np.isfinite(width):
+        raise InputError(
+            f"{source}: its values span [{lo:.6g}, {hi:.6g}], a range too wide for float64; "
+            "rescale the data (the values are near the float limits)"
+        )
+    if width > 0 and not np.isfinite(scale):
+        raise InputError(
+            f"{source}: its values span [{lo:.6g}, {hi:.6g}], a range too narrow to "
+            f"normalise in float64 (width {width:.3g}); rescale the data"
+        )
+    return float(scale)
 
 
 def normalise(
@@ -61,7 +89,8 @@ def normalise(
     hi = float(data.max()) if hi is None else float(hi)
     if hi == lo:
         raise InputError(f"{source}: the cube {data.shape} is constant ({lo}); cannot normalise")
-    return ((data - lo) / (hi - lo)).astype(np.float32), lo, hi
+    scale = check_range(lo, hi, source=source)
+    return ((data - lo) * scale).astype(np.float32), lo, hi
 
 
 def denormalise(
@@ -69,8 +98,11 @@ def denormalise(
 ) -> np.ndarray:
     """Map a normalised cube back to ``[lo, hi]`` and cast it to ``dtype``.
 
-    The arithmetic is float32. Integer dtypes are rounded and clipped to their range.
-    ``copy=False`` reuses a float32 ``cube`` as the work buffer (it is then modified).
+    The arithmetic is float64, one slice of the first axis at a time (so that a large
+    offset with a small range, ``1000 + 0.001 x``, keeps every level in a float64
+    output). Integer dtypes are rounded and clipped to their range; float dtypes are
+    clipped to their finite range. ``copy=False`` reuses a float32 ``cube`` as the
+    output when ``dtype`` is float32 (it is then modified).
 
     Examples
     --------
@@ -79,16 +111,24 @@ def denormalise(
     >>> denormalise(np.array([0.0, 1.2]), 0, 255, np.uint8).tolist()
     [0, 255]
     """
-    out = np.asarray(cube).astype(np.float32, copy=copy)
-    out *= np.float32(hi - lo)
-    out += np.float32(lo)
+    cube = np.asarray(cube)
     dtype = np.dtype(dtype)
+    reuse = not copy and dtype == np.float32 and cube.dtype == np.float32
+    out = cube if reuse else np.empty(cube.shape, dtype)
     if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        np.rint(out, out=out)
-        np.clip(out, info.min, info.max, out=out)
-        return out.astype(dtype)
-    return out.astype(dtype, copy=False)
+        low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
+    else:
+        low, high = np.finfo(dtype).min, np.finfo(dtype).max
+    width = np.float64(hi) - np.float64(lo)
+    for i in range(cube.shape[0]) if cube.ndim > 1 else [Ellipsis]:
+        part = cube[i].astype(np.float64)
+        part *= width
+        part += np.float64(lo)
+        if np.issubdtype(dtype, np.integer):
+            np.rint(part, out=part)
+        np.clip(part, low, high, out=part)
+        out[i] = part
+    return out
 
 
 def centre_box(shape: Sequence[int], size: int | Sequence[int] | None) -> tuple[int, int, int, int]:

@@ -2,10 +2,16 @@
 
 Every error a user can cause (bad file, bad shape, bad option) is a :class:`Ras2sError`
 whose message names the file or array, what was found and what was expected. The CLI
-prints it as one line on stderr and exits with code 2.
+prints it as one line on stderr and exits with code 2. :class:`Terminated` is SIGTERM
+turned into an interrupt (exit code 143), see :func:`sigterm_raises`.
 """
 
 from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 
 
 class Ras2sError(Exception):
@@ -26,3 +32,35 @@ class OutputError(Ras2sError):
 
 class WeightsError(Ras2sError):
     """Weights are unknown, unavailable, corrupt, or do not match the network."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (temporary files removed).
+
+    A :class:`KeyboardInterrupt`, so that everything that already cleans up on Ctrl-C
+    (``io.atomic_path``, ``io.write_atomically``, worker pools) does so on SIGTERM too.
+    """
+
+    signal_number = 15
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only).
+
+    The first SIGTERM raises; a second one during the clean-up is ignored, so that the
+    clean-up finishes. The previous handler is restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

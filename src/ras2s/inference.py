@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cube import denormalise
+from .cube import check_range, denormalise
 from .errors import InputError
 from .tiling import balanced_tile, run_tiled, tile_for_budget
 
@@ -54,9 +54,19 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else as torch understands it."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"device {str(device)!r} is not supported; use cpu, cuda, cuda:N or auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was requested but no CUDA device is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise InputError(
+            f"device {str(device)!r} does not exist: this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s)"
+        )
     return device
 
 
@@ -74,7 +84,7 @@ def _check_cube(cube: np.ndarray) -> None:
         raise InputError(f"a cube must be 3-D (bands, H, W); got shape {cube.shape}")
     if 0 in cube.shape:
         raise InputError(f"the cube is empty: shape {cube.shape}")
-    if not (np.issubdtype(cube.dtype, np.floating) or np.issubdtype(cube.dtype, np.integer)):
+    if cube.dtype.kind not in "iuf":  # by kind: numpy files timedelta64 under integers
         raise InputError(f"the cube must hold real numbers; got dtype {cube.dtype}")
 
 
@@ -139,6 +149,7 @@ def _value_range(
         plo, phi = np.percentile(sample.astype(np.float64), PERCENTILES)
         if phi > plo:
             lo, hi = float(plo), float(phi)
+    check_range(lo, hi)
     return lo, hi, fills
 
 
@@ -212,6 +223,12 @@ def plan_tiles(
     """
     bands, height, width = shape
     automatic = tile is None
+    if max_memory <= 0:
+        raise InputError(f"max_memory must be a positive number of bytes, got {max_memory}")
+    if tile is not None and (isinstance(tile, bool) or tile < 1):
+        raise InputError(f"tile must be >= 1 pixel, got {tile}")
+    if overlap is not None and (isinstance(overlap, bool) or overlap < 0):
+        raise InputError(f"overlap must be >= 0 pixels, got {overlap}")
     if automatic:
         tile = choose_tile(
             bands,
@@ -224,6 +241,12 @@ def plan_tiles(
         )
     if overlap is None:
         overlap = min(DEFAULT_OVERLAP, max(0, tile // 4))
+    elif overlap >= tile:  # tiles would advance by <= 0 pixels: refuse, never clip
+        raise InputError(
+            f"overlap ({overlap}) must be smaller than the tile ({tile}"
+            f"{', the largest that fits max_memory' if automatic else ''}); lower the overlap "
+            f"or {'raise max_memory' if automatic else 'enlarge the tile'}"
+        )
     overlap = min(overlap, max(0, min(tile, height, width) - 1))
     if automatic and overlap < tile:  # as few tiles as the budget allows, no wasted area
         return balanced_tile(height, width, tile, overlap), overlap
@@ -380,6 +403,11 @@ def denoise(
         transform=_normaliser(lo, hi, fills),
         progress=progress,
     )
+    if not np.isfinite(buffer).all():
+        raise InputError(
+            f"the network returned NaN or Inf for the finite cube {array.shape}; "
+            "the weights are unusable for this input"
+        )
     result = denormalise(buffer, lo, hi, array.dtype, copy=False)
     return torch.from_numpy(result) if as_torch else result
 

@@ -38,8 +38,10 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,11 +63,17 @@ __all__ = [
     "CubeFile",
     "atomic_path",
     "bad_bands",
+    "check_input",
+    "check_output",
+    "check_replaceable",
+    "check_suffix",
     "cube_nodata",
     "default_output_path",
     "detect_layout",
     "expand_inputs",
     "find_cubes",
+    "input_files",
+    "output_files",
     "is_png_cube_folder",
     "read_cube",
     "sha256_array",
@@ -204,7 +212,8 @@ def _natural_key(name: str) -> list:
 
 
 def _is_real_numeric(dtype: np.dtype) -> bool:
-    return np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    # by kind: numpy files timedelta64 under signedinteger, but it is not a number
+    return np.dtype(dtype).kind in "iuf"
 
 
 def _native(a: np.ndarray) -> np.ndarray:
@@ -284,6 +293,52 @@ def _select(path: Path, entries: dict[str, _Entry], key: str | None) -> str:
     raise InputError(
         f"{path}: several 3-D arrays could be the cube: {listed}; pass --key NAME to choose one"
     )
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.3g} GiB" if nbytes >= 2**30 else f"{nbytes:,} bytes"
+
+
+def _check_declared(path: Path, shape: tuple, dtype: np.dtype, have: int, what: str) -> None:
+    """InputError when ``shape`` x ``dtype`` needs more bytes than the file holds."""
+    need = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    if need > have:
+        raise InputError(
+            f"{path}: {what} declares {tuple(int(s) for s in shape)} {np.dtype(dtype)} "
+            f"({_gib(need)}), but the file holds only {_gib(have)}; it is truncated or "
+            "its header is wrong"
+        )
+
+
+def _npy_header(fh) -> tuple[tuple, np.dtype]:
+    """Shape and dtype from an .npy header (``fh`` left at the start of the data)."""
+    version = np.lib.format.read_magic(fh)
+    read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+        version, np.lib.format.read_array_header_2_0
+    )
+    shape, _, dtype = read(fh)
+    return shape, dtype
+
+
+def _h5_check_stored(path: Path, ds: h5py.Dataset) -> None:
+    """InputError when an HDF5 dataset declares data the file does not store (sparse)."""
+    if ds.shape is None or ds.size == 0:
+        return
+    if ds.chunks is not None:
+        grid = np.ceil(np.divide(ds.shape, ds.chunks)).astype(np.int64)
+        total = int(np.prod(grid, dtype=np.float64))
+        stored = ds.id.get_num_chunks()
+        if stored < total:
+            raise InputError(
+                f"{path}: dataset {ds.name!r} declares {ds.shape} {ds.dtype} "
+                f"({_gib(ds.nbytes)}), but only {stored} of its {total} chunks are stored; "
+                "the file is incomplete (sparse)"
+            )
+    elif ds.id.get_storage_size() < ds.nbytes and ds.external is None:
+        raise InputError(
+            f"{path}: dataset {ds.name!r} declares {ds.shape} {ds.dtype} ({_gib(ds.nbytes)}), "
+            f"but only {_gib(ds.id.get_storage_size())} are stored; the file is incomplete"
+        )
 
 
 def _head(path: Path, n: int = 128) -> bytes:
@@ -384,6 +439,7 @@ def _read_mat73(path: Path, key: str | None, head: bytes) -> _Raw:
 
         f.visititems(visit)
         name = _select(path, entries, key.lstrip("/") if key else None)
+        _h5_check_stored(path, f[name])
         data = f[name][()].T  # back to MATLAB order (rows x cols x bands)
     header = head[:116].decode("latin-1").strip(" \x00")
     return _Raw(data, "mat", name, {"mat_version": "7.3", "header": header}, convention="HWB")
@@ -395,6 +451,11 @@ def _read_npy(path: Path, key: str | None) -> _Raw:
         raise InputError(f"{path}: is an .npz archive, not an .npy array; rename it to .npz")
     if head != b"\x93NUMPY":
         raise InputError(f"{path}: not an .npy file (no NumPy header); the file may be corrupt")
+    with open(path, "rb") as fh:
+        shape, dtype = _npy_header(fh)
+        have = os.fstat(fh.fileno()).st_size - fh.tell()
+    if not dtype.hasobject:
+        _check_declared(path, shape, dtype, have, "its header")
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -410,18 +471,30 @@ def _read_npy(path: Path, key: str | None) -> _Raw:
 def _read_npz(path: Path, key: str | None) -> _Raw:
     if not _head(path, 4).startswith(b"PK"):
         raise InputError(f"{path}: not an .npz (zip) archive; the file may be corrupt")
+    entries = _npz_entries(path)  # from the headers: nothing is loaded to list them
+    name = _select(path, entries, key)
     with np.load(path, allow_pickle=False) as z:
-        entries: dict[str, _Entry] = {}
-        for n in z.files:
-            try:
-                a = z[n]
-            except ValueError:  # pickled objects
-                entries[n] = _Entry((), "object", False)
-            else:
-                entries[n] = _Entry(a.shape, str(a.dtype), _is_real_numeric(a.dtype))
-        name = _select(path, entries, key)
         data = z[name]
     return _Raw(data, "npz", name, {})
+
+
+def _npz_entries(path: Path) -> dict[str, _Entry]:
+    """The arrays of an .npz archive, from their headers; refuses one larger than stored."""
+    entries: dict[str, _Entry] = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            name = info.filename[: -len(".npy")]
+            with archive.open(info) as fh:
+                shape, dtype = _npy_header(fh)
+                have = info.file_size - fh.tell()
+            if dtype.hasobject:
+                entries[name] = _Entry((), "object", False)
+                continue
+            _check_declared(path, shape, dtype, have, f"array {name!r}")
+            entries[name] = _Entry(tuple(shape), str(dtype), _is_real_numeric(dtype))
+    return entries
 
 
 def _read_h5(path: Path, key: str | None) -> _Raw:
@@ -439,6 +512,7 @@ def _read_h5(path: Path, key: str | None) -> _Raw:
 
         f.visititems(visit)
         name = _select(path, entries, key.lstrip("/") if key else None)
+        _h5_check_stored(path, f[name])
         data = f[name][()]
     return _Raw(data, "h5", name, {})
 
@@ -487,6 +561,11 @@ def _read_envi(path: Path, key: str | None) -> _Raw:
         raise InputError(
             f"{path}: unknown ENVI interleave {interleave!r}; expected bsq, bil or bip"
         )
+    data_file = Path(img.filename)
+    _check_regular(data_file, owner=path)
+    shape = (img.nrows, img.ncols, img.nbands)
+    have = data_file.stat().st_size - int(img.offset)
+    _check_declared(path, shape, np.dtype(img.dtype), have, "the header")
     mm = img.open_memmap(interleave="source")
     data = np.array(mm)
     del mm
@@ -600,23 +679,33 @@ def find_cubes(folder: str | os.PathLike, *, recursive: bool = True) -> list[Pat
     return sorted(found)
 
 
-def expand_inputs(items: Iterable[str | os.PathLike], *, recursive: bool = False) -> list[Path]:
+def expand_inputs(
+    items: Iterable[str | os.PathLike], *, recursive: bool = False, skip_suffix: str | None = None
+) -> list[Path]:
     """Input paths with every folder of cubes replaced by the cubes it holds.
 
     A file or a PNG-band folder stands for itself (missing ones too: reading them says
     what is wrong); another folder gives :func:`find_cubes` and must hold at least one.
+    ``skip_suffix`` (``"_denoised"``) leaves out, from folders only, the cubes whose stem
+    ends with it: what an earlier run wrote there is not picked up again.
     """
     paths: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir() and not is_png_cube_folder(path):
             found = find_cubes(path, recursive=recursive)
+            if skip_suffix:
+                found = [p for p in found if not _stem(p).endswith(skip_suffix)]
             if not found:
                 raise InputError(f"{path}: folder holds no cube files ({', '.join(FORMATS)})")
             paths.extend(found)
         else:
             paths.append(path)
     return paths
+
+
+def _stem(path: Path) -> str:
+    return path.stem if path.suffix.lower() in FORMATS else path.name
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -641,8 +730,52 @@ def sha256_array(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _check_regular(p: Path, owner: Path | None = None) -> None:
+    """InputError unless ``p`` (after links) is a regular file: a FIFO or device could hang.
+
+    ``owner`` is the file that names ``p`` (an ENVI header naming its data file).
+    """
+    where = f"{owner}: its data file {p}" if owner else f"{p}:"
+    try:
+        mode = p.stat().st_mode
+    except OSError as exc:
+        raise InputError(f"{where} cannot be opened ({_one_line(exc)})") from exc
+    if not stat.S_ISREG(mode):
+        raise InputError(
+            f"{where} is {_kind(mode)}, not a regular file; ras2s reads cubes only from "
+            "regular files"
+        )
+
+
+def check_input(path: str | os.PathLike) -> str:
+    """The format of an input cube path, or :class:`InputError` naming what is wrong.
+
+    Refused: a missing path, a dangling link, a FIFO, socket or device (reading one
+    could hang), an unknown extension, an unreadable file. Cheap (nothing is parsed):
+    used to refuse bad inputs before any work.
+    """
+    return _input_format(Path(path))
+
+
 def _input_format(p: Path) -> str:
     if not p.exists():
+        if p.is_symlink():
+            raise InputError(f"{p}: is a dangling symbolic link (its target does not exist)")
         raise InputError(f"{p}: no such file or folder")
     if p.is_dir():
         if not os.access(p, os.R_OK | os.X_OK):
@@ -666,6 +799,7 @@ def _input_format(p: Path) -> str:
         elif p.with_suffix(".hdr").is_file():
             hint = f"; for ENVI pass the header {p.with_suffix('.hdr').name}"
         raise InputError(f"{p}: unknown extension {p.suffix!r}; supported: {_SUPPORTED}{hint}")
+    _check_regular(p)
     try:
         _head(p, 1)
     except PermissionError as exc:
@@ -956,9 +1090,159 @@ def _output_format(p: Path) -> str:
     fmt = FORMATS.get(p.suffix.lower())
     if fmt is not None:
         return fmt
-    if p.suffix == "" or p.is_dir():
+    if p.suffix == "" or (p.is_dir() and not p.is_symlink()):
         return "png"
     raise OutputError(f"{p}: unknown output extension {p.suffix!r}; supported: {_SUPPORTED}")
+
+
+def _check_dtype(p: Path, fmt: str, dtype: np.dtype) -> None:
+    """OutputError when the output format cannot hold ``dtype`` (before any work)."""
+    dtype = np.dtype(dtype)
+    if not _is_real_numeric(dtype):
+        raise OutputError(f"{p}: cannot write a cube of dtype {dtype}; it must be real numbers")
+    others = "pick another format (.tif, .npy, .h5)"
+    if fmt == "png" and dtype not in (np.uint8, np.uint16):
+        raise OutputError(
+            f"{p}: PNG holds only uint8 or uint16 bands, this cube is "
+            f"{dtype}; pick another format (.tif, .npy, .mat, .h5, .hdr)"
+        )
+    if fmt == "mat" and _mat_class(dtype) not in _MAT_NUMERIC:
+        raise OutputError(f"{p}: MATLAB has no {dtype} type; {others}")
+    if fmt == "envi" and dtype.char not in envi.dtype_to_envi:
+        raise OutputError(f"{p}: ENVI has no {dtype} type; {others}")
+
+
+def input_files(path: str | os.PathLike) -> list[Path]:
+    """The real paths an input cube occupies; outputs must never land on (or in) them.
+
+    The file itself, an ENVI header and its data file, or a PNG-band folder (which
+    covers its contents).
+    """
+    p = Path(os.path.realpath(path))
+    found = [p]
+    if p.suffix.lower() == ".hdr":
+        stems = [p.with_suffix(s) for s in ("", ".img", ".dat", ".raw", ".bsq", ".bil", ".bip")]
+        found += [c for s in stems for c in (s, s.with_suffix(s.suffix.upper())) if c.exists()]
+    return found
+
+
+def _overlaps(target: Path, inputs: Iterable[str | os.PathLike]) -> Path | None:
+    """The input that ``target`` would overwrite (itself, inside it, or holding it)."""
+    real = Path(os.path.realpath(target))
+    for source in inputs:
+        for occupied in input_files(source):
+            if real == occupied or real.is_relative_to(occupied) or occupied.is_relative_to(real):
+                return Path(source)
+    return None
+
+
+def check_replaceable(
+    path: str | os.PathLike,
+    *,
+    force: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+    folder: bool = False,
+) -> None:
+    """Refuse, before any work, an output path that must not or cannot be written.
+
+    Refused always: a path that is one of ``inputs`` (or inside an input PNG-band folder,
+    or an ENVI input's data file), a symbolic link (dangling or not), a FIFO, socket or
+    device, a missing or read-only parent folder. Refused without ``force``: any existing
+    path. With ``force`` only a regular file (``folder=False``) or a folder holding
+    nothing but band PNGs (``folder=True``) is ever replaced.
+
+    Raises
+    ------
+    OutputError
+        Naming the path and why.
+    """
+    p = Path(path)
+    source = _overlaps(p, inputs)
+    if source is not None:
+        raise OutputError(
+            f"{p}: would overwrite the input {source}; an input is never replaced, even "
+            "with --force (choose another output name)"
+        )
+    parent = p.parent
+    if not parent.is_dir():
+        raise OutputError(f"{p}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{p}: output folder {parent} is not writable")
+    try:
+        mode = os.lstat(p).st_mode
+    except FileNotFoundError:
+        return
+    _check_mode(p, mode, folder)
+    if not force:
+        raise OutputError(f"{p}: already exists; pass --force to overwrite it")
+
+
+def _check_mode(p: Path, mode: int, folder: bool) -> None:
+    """OutputError unless an existing ``p`` is something --force may replace."""
+    if folder and stat.S_ISDIR(mode):
+        others = sorted(
+            f.name for f in p.iterdir() if f.suffix.lower() != ".png" or not _plain_file(f)
+        )
+        if others:
+            raise OutputError(
+                f"{p}: holds {others[0]!r} ({len(others)} in all), not only band PNGs; "
+                "refusing to replace the folder"
+            )
+        return
+    if not folder and stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"{p}: is a folder; expected a file name")
+    if stat.S_ISREG(mode):
+        raise OutputError(
+            f"{p}: is a file with no extension; refusing to replace it by a PNG-band folder "
+            "(give the output an extension such as .npy or .tif)"
+        )
+    what = "a regular file" if not folder else "a PNG-band folder"
+    raise OutputError(f"{p}: is {_kind(mode)}; ras2s replaces only {what}")
+
+
+def _plain_file(p: Path) -> bool:
+    return stat.S_ISREG(os.lstat(p).st_mode)
+
+
+def check_output(
+    path: str | os.PathLike,
+    dtype: np.dtype | type | None = None,
+    *,
+    force: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+) -> str:
+    """Refuse, before any work, a cube output :func:`write_cube` would refuse; its format.
+
+    Checks the extension, that the format can hold ``dtype`` (when given), and every
+    file the output occupies (an ENVI ``.hdr`` and its ``.img``) with
+    :func:`check_replaceable`.
+    """
+    p = Path(path)
+    fmt = _output_format(p)
+    if dtype is not None:
+        _check_dtype(p, fmt, dtype)
+    for target in output_files(p):
+        check_replaceable(target, force=force, inputs=inputs, folder=fmt == "png")
+    return fmt
+
+
+def output_files(path: str | os.PathLike) -> list[Path]:
+    """The paths a cube output occupies: ``path``, and ``.img`` beside an ENVI ``.hdr``."""
+    p = Path(path)
+    return [p, p.with_suffix(".img")] if FORMATS.get(p.suffix.lower()) == "envi" else [p]
+
+
+def check_suffix(suffix: str) -> str:
+    """``suffix`` if it can end a file name in the same folder, else :class:`InputError`."""
+    seps = {"/", os.sep, os.altsep or "/", "\0"}
+    if not suffix or any(c in suffix for c in seps) or suffix.strip(".") == "":
+        raise InputError(
+            f"output suffix {suffix!r} must be a non-empty part of a file name (no slash): "
+            "the output is written beside its input as <stem><suffix><ext>"
+        )
+    return suffix
 
 
 def write_cube(
@@ -1012,29 +1296,8 @@ def write_cube(
             f"{p}: cannot write an array of shape {data.shape} {data.dtype}; "
             "expected a non-empty real numeric (bands, H, W) cube"
         )
-    if fmt == "png" and data.dtype not in (np.uint8, np.uint16):
-        raise OutputError(
-            f"{p}: PNG holds only uint8 or uint16 bands, this cube is "
-            f"{data.dtype}; pick another format (.tif, .npy, .mat, .h5, .hdr)"
-        )
-    if fmt == "mat" and _mat_class(data.dtype) not in _MAT_NUMERIC:
-        raise OutputError(
-            f"{p}: MATLAB has no {data.dtype} type; pick another format (.tif, .npy, .h5)"
-        )
-    parent = p.parent
-    if not parent.is_dir():
-        raise OutputError(f"{p}: output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{p}: output folder {parent} is not writable")
+    check_output(p, data.dtype, force=force)
     same = like is not None and like.format == fmt
-    targets = [p, p.with_suffix(".img")] if fmt == "envi" else [p]
-    existing = [t for t in targets if t.exists()]
-    if existing and not force:
-        raise OutputError(f"{existing[0]}: already exists; pass --force to overwrite it")
-    if fmt == "png" and p.is_dir() and any(p.iterdir()) and not is_png_cube_folder(p):
-        raise OutputError(f"{p}: exists and is not a PNG cube folder; refusing to replace it")
-    if fmt != "png" and p.is_dir():
-        raise OutputError(f"{p}: is a folder; expected a file name")
     if fmt in ("npy", "npz", "h5"):
         stored = _parse_layout(layout, p) or (like.layout if same else "BHW")
     elif fmt == "tiff":
@@ -1062,6 +1325,7 @@ def default_output_path(input_path: str | os.PathLike, suffix: str = "_denoised"
 
     A PNG folder gives ``<folder><suffix>/``; an ENVI ``x.hdr`` gives ``x<suffix>.hdr``.
     """
+    check_suffix(suffix)
     p = Path(input_path)
     if p.is_dir() or p.suffix == "":
         return p.with_name(p.name + suffix)

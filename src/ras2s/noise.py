@@ -127,6 +127,8 @@ def _as_rng(rng: RngLike) -> np.random.Generator:
     if rng is None:
         return np.random.default_rng()
     if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
+        if rng < 0:
+            raise InputError(f"a seed must be >= 0, got {int(rng)}")
         return np.random.default_rng(int(rng))
     raise InputError(
         f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}"

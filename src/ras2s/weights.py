@@ -100,7 +100,15 @@ def download(name: str = "official", *, force: bool = False) -> Path:
     target = cache_dir() / f"s2s_{name}.pth"
     if target.exists() and not force:
         return _verified(target, spec, "cache")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(target.parent, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as err:
+        raise WeightsError(
+            f"cache folder {target.parent} is not usable ({type(err).__name__}: "
+            f"{err.strerror or err}); set $RAS2S_CACHE to a writable folder"
+        ) from None
     try:
         with atomic_path(target) as tmp:
             with open(tmp, "wb") as out, urllib.request.urlopen(spec.url, timeout=60) as src:
@@ -303,12 +311,35 @@ def _checked_load(model: RAS2S, state: dict[str, torch.Tensor], origin: str) -> 
     if unexpected:
         raise WeightsError(f"{origin}: unexpected key {unexpected[0]!r} ({len(unexpected)} in all)")
     for key, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise WeightsError(f"{origin}: key {key!r} holds {type(tensor).__name__}, not a tensor")
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise WeightsError(
                 f"{origin}: key {key!r} has shape {tuple(tensor.shape)}, "
                 f"expected {tuple(expected[key].shape)}"
             )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise WeightsError(
+                f"{origin}: key {key!r} holds {bad} NaN or Inf values; the checkpoint is "
+                "corrupt (or comes from a diverged training run)"
+            )
     model.load_state_dict(state, strict=True)
+
+
+def _load_failure(err: Exception) -> str:
+    """One line on why ``torch.load`` failed, without torch's advice to unpickle code."""
+    text = str(err)
+    if "Unsupported global" in text:
+        return (
+            "holds Python objects besides tensors (a pickled model or training state); "
+            "ras2s loads only tensors, never code: save a state dict, or use `ras2s export`"
+        )
+    _, marker, rest = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (rest if marker else text).splitlines() if line.strip()]
+    reason = next((line for line in lines if "weights_only" not in line), "")
+    detail = f"{type(err).__name__}: {reason[:200]}" if reason else type(err).__name__
+    return f"not a readable PyTorch checkpoint ({detail})"
 
 
 def read_checkpoint(path: Path) -> tuple[RAS2SConfig, dict[str, torch.Tensor], dict]:
@@ -316,7 +347,7 @@ def read_checkpoint(path: Path) -> tuple[RAS2SConfig, dict[str, torch.Tensor], d
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt files
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+        raise WeightsError(f"{path}: {_load_failure(err)}") from None
     if not isinstance(raw, dict):
         raise WeightsError(f"{path}: a checkpoint must hold a dict, found {type(raw).__name__}")
     if raw.get("format") == "ras2s":

@@ -244,3 +244,249 @@ def test_preview_png(runner, tmp_path, cube, tiny_weights):
     assert image.ndim == 3 and image.shape[1] > image.shape[0]  # two panels side by side
     assert image.std() > 0
     _bad(runner, tmp_path, [*args, "--force", "--preview", tmp_path / "p.txt"], ".png")
+
+
+# --- issue 13: hostile inputs (docs/reliability.md) --------------------------------------
+
+
+def _refused(runner, folder, digest, args, expect, code=2):
+    """Exit ``code``, one line naming ``expect``, and every file in ``folder`` unchanged."""
+    before = digest(folder)
+    result = runner.invoke(main, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert "internal error" not in result.output
+    assert expect in lines[0], lines[0]
+    assert digest(folder) == before, "a file was created, changed or removed"
+
+
+def _npy(path, cube):
+    write_cube(path, cube, layout="BHW")
+    return path
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_two_inputs_one_output_refused_before_any_work(
+    runner, tmp_path, cube, tiny_weights, digest, force
+):
+    for name in ("x", "y", "out"):
+        (tmp_path / name).mkdir()
+    a, b = _npy(tmp_path / "x/a.npy", cube), _npy(tmp_path / "y/a.npy", cube * 2)
+    args = ["denoise", a, b, "-o", tmp_path / "out", "--layout", "BHW", "--weights", tiny_weights]
+    _refused(runner, tmp_path, digest, [*args, *force], "would both be written")
+    _refused(runner, tmp_path, digest, [*args[:2], a, *args[3:], *force], "given twice")
+
+
+@pytest.mark.parametrize(
+    "make_args",
+    [
+        lambda d: ["denoise", d / "in.npy", "-o", d / "in.npy"],
+        lambda d: ["denoise", d / "in.npy", "--suffix", ""],
+        lambda d: ["denoise", d / "in.npy", d / "in_denoised.npy"],  # one is the other's output
+        lambda d: ["noise", d / "in.npy", "-o", d / "in.npy"],
+    ],
+    ids=["denoise-self", "empty-suffix", "input-is-output", "noise-self"],
+)
+def test_an_input_is_never_overwritten_even_with_force(
+    runner, tmp_path, cube, tiny_weights, digest, make_args
+):
+    _npy(tmp_path / "in.npy", cube)
+    _npy(tmp_path / "in_denoised.npy", cube)
+    args = [*make_args(tmp_path), "--force", "--layout", "BHW"]
+    if args[0] == "denoise":
+        args += ["--weights", tiny_weights]
+    _refused(runner, tmp_path, digest, args, "input" if "suffix" not in str(args) else "suffix")
+
+
+def test_output_or_preview_inside_an_input_png_folder_refused(
+    runner, tmp_path, tiny_weights, digest
+):
+    bands = tmp_path / "bands"
+    write_cube(bands, (np.arange(5 * 16 * 16).reshape(5, 16, 16) % 60000).astype(np.uint16))
+    base = ["denoise", bands, "--weights", tiny_weights, "--force"]
+    _refused(runner, tmp_path, digest, [*base, "-o", bands / "x.npy"], "would overwrite the input")
+    _refused(runner, tmp_path, digest, [*base, "-o", bands], "would overwrite the input")
+    preview = ["-o", tmp_path / "o.tif", "--preview", bands / "band_001.png"]
+    _refused(runner, tmp_path, digest, [*base, *preview], "would overwrite the input")
+
+
+def test_envi_output_on_the_input_data_file_refused(runner, tmp_path, cube, tiny_weights, digest):
+    write_cube(tmp_path / "scene.hdr", cube)  # scene.hdr + its data file scene.img
+    args = ["denoise", tmp_path / "scene.hdr", "--weights", tiny_weights, "--force"]
+    _refused(runner, tmp_path, digest, [*args, "-o", tmp_path / "scene.hdr"], "input")
+    os.symlink(tmp_path / "scene.img", tmp_path / "alias.img")  # alias.hdr would write it
+    _refused(runner, tmp_path, digest, [*args, "-o", tmp_path / "alias.hdr"], "overwrite the input")
+
+
+@pytest.mark.parametrize(
+    ("make", "expect"),
+    [
+        (lambda p: p.write_text("my notes"), "no extension"),  # would become a PNG folder
+        (lambda p: os.symlink(p.parent / "precious.npy", p), "symbolic link"),
+        (lambda p: os.symlink(p.parent / "nothing-here.npy", p), "symbolic link"),  # dangling
+        (lambda p: os.mkfifo(p), "FIFO"),
+    ],
+    ids=["extensionless-file", "symlink", "dangling-symlink", "fifo"],
+)
+def test_force_replaces_only_regular_files(
+    runner, tmp_path, cube, tiny_weights, digest, make, expect
+):
+    _npy(tmp_path / "in.npy", cube)
+    (tmp_path / "precious.npy").write_bytes(b"precious")
+    name = "notes" if expect == "no extension" else "out.npy"
+    make(tmp_path / name)
+    args = ["denoise", tmp_path / "in.npy", "-o", tmp_path / name, "--layout", "BHW"]
+    args += ["--weights", tiny_weights]
+    if expect == "symbolic link":  # a link counts as existing: refused without --force too
+        _refused(runner, tmp_path, digest, args, expect)
+    _refused(runner, tmp_path, digest, [*args, "--force"], expect)
+    assert (tmp_path / "precious.npy").read_bytes() == b"precious"
+
+
+def test_force_never_replaces_a_folder_holding_other_files(runner, tmp_path, tiny_weights, digest):
+    bands = tmp_path / "scan"
+    write_cube(bands, (np.arange(4 * 16 * 16).reshape(4, 16, 16) % 250).astype(np.uint8))
+    out = tmp_path / "scan_denoised"  # the default output of a PNG folder, already there
+    out.mkdir()
+    (out / "band_001.png").write_bytes(b"old band")
+    (out / "thesis.tex").write_text("unrelated work")
+    args = ["denoise", bands, "--weights", tiny_weights, "--force"]
+    _refused(runner, tmp_path, digest, args, "not only band PNGs")
+    (out / "thesis.tex").unlink()
+    assert runner.invoke(main, [str(a) for a in [*args, "-q"]]).exit_code == 0
+    assert read_cube(out).data.shape == (4, 16, 16)
+
+
+def test_a_folder_rerun_skips_earlier_outputs(runner, tmp_path, cube, tiny_weights):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    _npy(folder / "a.npy", cube)
+    args = ["denoise", folder, "--layout", "BHW", "--weights", tiny_weights, "-q"]
+    assert runner.invoke(main, [str(a) for a in args]).exit_code == 0
+    noise = ["noise", folder / "a.npy", "-o", tmp_path / "a_noisy.npy", "--layout", "BHW"]
+    assert runner.invoke(main, [str(a) for a in noise]).exit_code == 0
+    (folder / "notes.json").write_text("{}")  # sidecars are never cubes
+    result = runner.invoke(main, [str(a) for a in [*args, "--force"]])
+    assert result.exit_code == 0, result.output
+    assert _files(folder) == ["a.npy", "a_denoised.npy", "notes.json"]
+
+
+# class 3: hangs
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(8, 8), (8, 20)])
+def test_overlap_not_below_the_tile_is_an_error(
+    runner, tmp_path, cube, tiny_weights, tile, overlap
+):
+    _npy(tmp_path / "c.npy", cube)
+    args = ["denoise", tmp_path / "c.npy", "--layout", "BHW", "--weights", tiny_weights]
+    args += ["--tile", tile, "--overlap", overlap]
+    _bad(runner, tmp_path, args, "must be smaller than the tile")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_fifo_or_socket_input_refused_without_opening_it(runner, tmp_path, tiny_weights, kind):
+    import socket
+
+    path = tmp_path / "pipe.npy"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would block forever
+        _bad(runner, tmp_path, ["denoise", path, "--weights", tiny_weights], "FIFO")
+    else:
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(path))
+            _bad(runner, tmp_path, ["denoise", path, "--weights", tiny_weights], "socket")
+
+
+# class 5: one line, naming the file; never "internal error"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expect"),
+    [
+        (["--device", "gpu"], "unknown device 'gpu'"),
+        (["--device", "cuda:7"], "cuda"),
+        (["--suffix", "/../x"], "no slash"),
+        (["--max-memory", "0"], "not a positive size"),
+        (["--frobnicate"], "No such option"),
+        (["--layout", "XYZ"], "--layout"),
+        (["--tile", "0"], "--tile"),
+    ],
+)
+def test_user_mistakes_are_one_line(runner, tmp_path, cube, tiny_weights, digest, extra, expect):
+    _npy(tmp_path / "c.npy", cube)
+    args = ["denoise", tmp_path / "c.npy", "--layout", "BHW", "--weights", tiny_weights, *extra]
+    _refused(runner, tmp_path, digest, args, expect)
+
+
+def test_timedelta_cube_is_one_line(runner, tmp_path, tiny_weights, digest):
+    np.save(tmp_path / "td.npy", np.zeros((6, 16, 16), "m8[s]"))
+    args = ["denoise", tmp_path / "td.npy", "--layout", "BHW", "--weights", tiny_weights]
+    _refused(runner, tmp_path, digest, args, "td.npy")
+
+
+@pytest.mark.parametrize("content", ["pickled", "junk", "nan"])
+def test_checkpoint_errors_are_one_line_without_torch_advice(
+    runner, tmp_path, cube, tiny_model, digest, content
+):
+    import torch
+
+    from ras2s.weights import save_weights
+
+    checkpoint = tmp_path / "bad.pt"
+    if content == "pickled":
+        torch.save({"model": torch.nn.Linear(2, 2)}, checkpoint)
+    elif content == "junk":
+        checkpoint.write_bytes(b"\0" * 100)
+    else:
+        broken = RAS2S_copy(tiny_model)
+        with torch.no_grad():
+            next(iter(broken.parameters()))[0] = float("nan")
+        save_weights(broken, checkpoint)
+    _npy(tmp_path / "c.npy", cube)
+    args = ["denoise", tmp_path / "c.npy", "--layout", "BHW", "--weights", checkpoint]
+    _refused(runner, tmp_path, digest, args, "bad.pt")
+    result = runner.invoke(main, [str(a) for a in args])
+    assert "weights_only" not in result.output
+
+
+def RAS2S_copy(model):  # noqa: N802 - a deep copy of the session's tiny model
+    import copy
+
+    return copy.deepcopy(model)
+
+
+# class 6: fail before the network runs
+
+
+@pytest.mark.parametrize(
+    ("output", "dtype", "expect"),
+    [
+        ("o.xyz", np.float32, "unknown output extension"),
+        ("pngout", np.float32, "PNG holds only"),
+        ("o.mat", np.float16, "MATLAB has no float16"),
+        ("o.hdr", np.int8, "ENVI has no int8"),
+        ("o.hdr", np.float32, "already exists"),  # its o.img is there
+    ],
+)
+def test_output_problems_found_before_the_network_runs(
+    runner, tmp_path, cube, tiny_weights, digest, monkeypatch, output, dtype, expect
+):
+    import ras2s.inference
+
+    def never(*args, **kwargs):
+        raise AssertionError("the network ran")
+
+    monkeypatch.setattr(ras2s.inference, "run_tiled", never)
+    _npy(tmp_path / "c.npy", cube.astype(dtype))
+    if expect == "already exists":
+        (tmp_path / "o.img").write_bytes(b"keep")
+    args = ["denoise", tmp_path / "c.npy", "-o", tmp_path / output, "--layout", "BHW"]
+    _refused(runner, tmp_path, digest, [*args, "--weights", tiny_weights], expect)
+
+
+def test_an_error_about_the_array_names_its_file(runner, tmp_path, rng, tiny_weights, digest):
+    _npy(tmp_path / "tiny.npy", 1e-310 * rng.random((4, 16, 16)))  # range float64 cannot map
+    args = ["denoise", tmp_path / "tiny.npy", "--layout", "BHW", "--weights", tiny_weights]
+    _refused(runner, tmp_path, digest, args, "tiny.npy: ")

@@ -89,3 +89,29 @@ def test_evaluate_cli(runner, tmp_path, cubes, tiny_weights):
     assert no_data.exit_code == 2 and "--data" in no_data.output
     bad = runner.invoke(evaluate_command, [*args, "--methods", "nope", "--no-resume"])
     assert bad.exit_code == 2 and "unknown method(s) nope" in bad.output
+
+
+# --- issue 13 --------------------------------------------------------------------------
+
+
+def _one_line_error(result, expect):
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and expect in lines[0] and "internal error" not in lines[0], lines
+
+
+def test_evaluate_output_that_is_a_file(runner, tmp_path, cubes):
+    (tmp_path / "taken").write_text("mine")
+    args = [str(cubes), "-o", str(tmp_path / "taken"), "--cases", "iid30", "--methods", "tv"]
+    _one_line_error(runner.invoke(evaluate_command, [*args, "-q"]), "taken")
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+@pytest.mark.parametrize("bad", ["missing.npy", "empty", "corrupt.npy"])
+def test_evaluate_without_usable_input_writes_no_results_folder(runner, tmp_path, bad):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "corrupt.npy").write_bytes(b"not numpy")
+    out = tmp_path / "results"
+    args = ["--data", str(tmp_path / bad), "-o", str(out), "--cases", "iid30", "--methods", "tv"]
+    _one_line_error(runner.invoke(evaluate_command, [*args, "-q"]), bad)
+    assert not out.exists()

@@ -81,3 +81,34 @@ def test_parse_param():
     assert parse_param("sigmas=[0.1, 0.2]") == ("sigmas", [0.1, 0.2])
     with pytest.raises(Exception, match="name=value"):
         parse_param("peak")
+
+
+# --- issue 13 --------------------------------------------------------------------------
+
+
+def test_noise_never_overwrites_its_input(runner, tmp_path, rng, digest):
+    write_cube(tmp_path / "c.npy", rng.random((6, 16, 16)).astype(np.float32), layout="BHW")
+    before = digest(tmp_path)
+    args = [str(tmp_path / "c.npy"), "-o", str(tmp_path / "c.npy"), "--force"]
+    result = runner.invoke(noise_command, [*args, "--layout", "BHW"])
+    assert result.exit_code == 2 and "would overwrite the input" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert digest(tmp_path) == before
+
+
+def test_noise_negative_seed_is_one_line(runner, tmp_path, rng):
+    write_cube(tmp_path / "c.npy", rng.random((6, 16, 16)).astype(np.float32), layout="BHW")
+    result = runner.invoke(noise_command, [str(tmp_path / "c.npy"), "--seed", "-1"])
+    assert result.exit_code == 2 and "--seed" in result.output
+    with pytest.raises(Exception, match="seed must be >= 0"):
+        add_noise(np.zeros((3, 4, 4), np.float32), "iid30", rng=-1)
+
+
+def test_noise_keep_range_keeps_the_levels_of_a_float64_cube(runner, tmp_path, rng):
+    cube = 1000 + 0.001 * rng.standard_normal((6, 16, 16))
+    write_cube(tmp_path / "c.npy", cube, layout="BHW")
+    args = [str(tmp_path / "c.npy"), "-o", str(tmp_path / "n.npy"), "--keep-range"]
+    result = runner.invoke(noise_command, [*args, "--case", "iid10", "--layout", "BHW"])
+    assert result.exit_code == 0, result.output
+    out = np.load(tmp_path / "n.npy")
+    assert out.dtype == np.float64 and len(np.unique(out)) == out.size  # no collapse to levels

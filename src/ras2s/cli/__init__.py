@@ -10,10 +10,10 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import assess, denoise, evaluate, noise, report, train
+from . import assess, denoise, evaluate, noise, options, report, train
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=options.Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ras2s")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def main(debug: bool) -> None:

@@ -3,58 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from ..errors import InputError, OutputError, Ras2sError
+from ..errors import InputError, Ras2sError
 from ..precision import describe_auto, resolve_precision
 from . import options
 
 __all__ = ["denoise", "info", "weights"]
-
-
-def _output_for(source: Path, output: str | None, many: bool, suffix: str) -> Path:
-    from ..io import default_output_path
-
-    default = default_output_path(source, suffix=suffix)
-    if output is None:
-        return default
-    out = Path(output)
-    if many or out.is_dir():
-        return out / default.name
-    return out
-
-
-def _check_output(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise OutputError(f"{path} already exists; pass --force to overwrite it")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{path}: output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{path}: output folder {parent} is not writable")
-
-
-def _targets(
-    sources: list[Path], output: str | None, suffix: str, preview: str | None, force: bool
-) -> list[Path]:
-    """Where each source goes; refuses (before any work) what cannot be written."""
-    many = len(sources) > 1
-    if many and output is not None and not Path(output).is_dir():
-        raise OutputError(f"{output}: with several inputs, -o must be an existing folder")
-    targets = [_output_for(src, output, many, suffix) for src in sources]
-    for target in targets:
-        _check_output(target, force)
-    if preview is not None:
-        if many:
-            raise OutputError("--preview needs a single input")
-        if not preview.lower().endswith(".png"):
-            raise OutputError(f"{preview}: --preview writes a PNG; give a .png name")
-        _check_output(Path(preview), force)
-    return targets
 
 
 def _check_method(method: str) -> None:
@@ -99,9 +57,17 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
 @options.key
 @options.layout
 @click.option(
-    "--tile", type=int, default=None, help="Tile side in pixels (default: from --max-memory)."
+    "--tile",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tile side in pixels (default: from --max-memory).",
 )
-@click.option("--overlap", type=int, default=None, help="Tile overlap in pixels (default 32).")
+@click.option(
+    "--overlap",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Tile overlap in pixels, smaller than the tile (default 32).",
+)
 @click.option(
     "--max-memory",
     type=options.SizeType(),
@@ -167,18 +133,21 @@ def denoise(inputs, output, preview, workers, method, weights, quiet, **settings
 
     Each output is written beside its input as <stem>_denoised.<ext> unless -o is given;
     the format follows the output's extension. Outputs are written to a temporary file
-    and renamed, so an interrupted run leaves no partial file.
+    and renamed, so an interrupted run leaves no partial file. A folder given as input
+    skips the cubes named *<suffix> (what an earlier run wrote there). An input is never
+    overwritten, and --force replaces only regular files and PNG-band folders.
     """
-    from ..batch import DenoiseSettings, denoise_in_workers, denoise_serially
+    from ..batch import DenoiseSettings, denoise_in_workers, denoise_serially, plan_targets
     from ..inference import resolve_device
-    from ..io import expand_inputs
+    from ..io import check_suffix, expand_inputs
     from ..weights import load_model
 
     options.set_threads(settings["threads"])
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    sources = expand_inputs(inputs)
-    targets = _targets(sources, output, settings.pop("suffix"), preview, settings["force"])
+    suffix = check_suffix(settings.pop("suffix"))
+    sources = expand_inputs(inputs, skip_suffix=suffix)  # not what an earlier run wrote
+    targets = plan_targets(sources, output, suffix=suffix, preview=preview, force=settings["force"])
     torch_device = resolve_device(settings["device"])
     model = None
     if method == "ras2s":

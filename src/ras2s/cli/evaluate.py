@@ -62,7 +62,13 @@ def _keys(values: tuple[str, ...]) -> str | dict[str, str] | None:
     "ras2s.baselines. The noisy input is always the first row.",
 )
 @options.weights
-@click.option("--seed", type=int, default=0, show_default=True, help="Master seed of the noise.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Master seed of the noise.",
+)
 @click.option(
     "--crop",
     default=None,

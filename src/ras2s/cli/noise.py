@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
-from ..errors import OutputError
 from . import options
 
 __all__ = ["CASES_HELP", "noise", "parse_param"]
@@ -51,7 +51,9 @@ def _sidecar_path(output: Path) -> Path:
     default=None,
 )
 @click.option("--case", default="mixture", show_default=True, help=CASES_HELP)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the noise."
+)
 @click.option(
     "--param",
     "params",
@@ -63,8 +65,9 @@ def _sidecar_path(output: Path) -> Path:
 @click.option(
     "--keep-range",
     is_flag=True,
-    help="Map the noisy cube back to the input's value range (still float32). Default: "
-    "write it in the normalised [0, 1] domain where the noise is defined.",
+    help="Map the noisy cube back to the input's value range (float32; float64 for a "
+    "float64 input). Default: write it in the normalised [0, 1] domain where the noise "
+    "is defined.",
 )
 @options.key
 @options.layout
@@ -76,27 +79,38 @@ def noise(source, output, case, seed, params, keep_range, key, layout, force) ->
     The cube is min-max normalised over all its values to [0, 1] (the domain in which
     the noise is defined), the noise is added with --seed, and the result is written
     as float32 in that [0, 1] domain (not clipped: an integer output would clip and
-    round the noise). --keep-range maps it back to the input's range (float32). A JSON
+    round the noise). --keep-range maps it back to the input's range (float32, or
+    float64 for a float64 input so that a small range on a large offset keeps its
+    levels). The output never replaces the input, --force or not. A JSON
     sidecar OUTPUT.json records the case, seed, every drawn parameter, the normalisation
     lo/hi, the input path and sha256, and the ras2s version.
     """
     from .. import __version__
     from ..cube import denormalise, normalise
-    from ..io import default_output_path, read_cube, sha256_file, write_cube, write_text_atomically
+    from ..io import (
+        check_output,
+        check_replaceable,
+        default_output_path,
+        read_cube,
+        sha256_file,
+        write_cube,
+        write_text_atomically,
+    )
     from ..noise import add_noise
 
     overrides = dict(parse_param(p) for p in params)
     src = Path(source)
     target = Path(output) if output else default_output_path(src, suffix=f"_{case}")
     sidecar = _sidecar_path(target)
-    for path in (target, sidecar):
-        if path.exists() and not force:
-            raise OutputError(f"{path} already exists; pass --force to overwrite it")
+    check_output(target, force=force, inputs=[src])
+    check_replaceable(sidecar, force=force, inputs=[src])
     cube = read_cube(src, key=key, layout=layout)
+    dtype = np.float64 if keep_range and cube.data.dtype == np.float64 else np.float32
+    check_output(target, dtype, force=force, inputs=[src])
     clean, lo, hi = normalise(cube.data, source=str(src))
     noisy, drawn = add_noise(clean, case, rng=seed, return_params=True, **overrides)
     if keep_range:
-        noisy = denormalise(noisy, lo, hi, copy=False)
+        noisy = denormalise(noisy, lo, hi, dtype, copy=False)
     write_cube(target, noisy, like=cube, force=force)
     record = {
         "case": drawn.get("case", case),
@@ -105,7 +119,7 @@ def noise(source, output, case, seed, params, keep_range, key, layout, force) ->
         "parameters": drawn,
         "normalisation": {"lo": lo, "hi": hi, "rule": "(x - lo) / (hi - lo) over the cube"},
         "domain": "input range (--keep-range)" if keep_range else "normalised [0, 1]",
-        "dtype": "float32",
+        "dtype": str(np.dtype(dtype)),
         "input": {
             "path": str(src.resolve()),
             "sha256": sha256_file(src),

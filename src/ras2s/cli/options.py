@@ -14,10 +14,11 @@ from collections.abc import Callable
 
 import click
 
-from ..errors import InputError, Ras2sError
+from ..errors import InputError, Ras2sError, Terminated, sigterm_raises
 from ..precision import describe_auto
 
 __all__ = [
+    "Group",
     "SizeType",
     "device",
     "fail",
@@ -69,26 +70,57 @@ def handle_errors(command: Callable) -> Callable:
     """Turn ras2s errors into one line and exit code 2 unless ``--debug`` was given.
 
     A missing optional module (an extra not installed) is a user error too: the line
-    names the extra to install. Any other exception is a bug: one line, exit code 1.
+    names the extra to install. Ctrl-C exits with 130 and SIGTERM, which raises like
+    Ctrl-C so that temporary files are removed, with 143. Any other exception is a bug:
+    one line, exit code 1.
     """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         debug = click.get_current_context().find_root().params.get("debug", False)
-        if debug:
-            return command(*args, **kwargs)
-        try:
-            return command(*args, **kwargs)
-        except Ras2sError as err:
-            fail(str(err))
-        except ImportError as err:
-            fail(missing_extra_hint(err))
-        except KeyboardInterrupt:
-            fail("interrupted; no partial output was written", code=130)
-        except Exception as err:  # a bug: still one line, but say how to see more
-            fail(f"internal error: {type(err).__name__}: {err} (rerun with --debug)", code=1)
+        with sigterm_raises():
+            if debug:
+                return command(*args, **kwargs)
+            try:
+                return command(*args, **kwargs)
+            except Ras2sError as err:
+                fail(str(err))
+            except ImportError as err:
+                fail(missing_extra_hint(err))
+            except Terminated:
+                fail("terminated (SIGTERM); no partial output was left", code=143)
+            except KeyboardInterrupt:
+                fail("interrupted; no partial output was left", code=130)
+            except Exception as err:  # a bug: still one line, but say how to see more
+                fail(f"internal error: {type(err).__name__}: {err} (rerun with --debug)", code=1)
 
     return wrapper
+
+
+class Group(click.Group):
+    """The ``ras2s`` group: click's usage errors as one line too (``ras2s: error: ...``).
+
+    Click prints a usage error as three lines (usage, hint, error); every ras2s error is
+    one line on stderr with exit code 2, so this one is too, and names the help to read.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Run the command; in standalone mode, a usage error is one line and exit code 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as err:
+            if isinstance(err, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                err.show()  # a bare group: its help, as click prints it
+                sys.exit(err.exit_code)
+            command = err.ctx.command_path if err.ctx is not None else "ras2s"
+            fail(f"{err.format_message()} (see '{command} --help')", code=err.exit_code)
+        except click.ClickException as err:
+            fail(err.format_message(), code=err.exit_code)
+        except click.Abort:
+            fail("aborted", code=1)
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 # -------------------------------------------------------------------------- sizes
@@ -110,12 +142,13 @@ class SizeType(click.ParamType):
     name = "size"
 
     def convert(self, value, param, ctx):  # noqa: D102
-        if isinstance(value, int):
-            return value
         try:
-            return parse_size(value)
+            size = value if isinstance(value, int) else parse_size(value)
         except click.BadParameter as err:
             self.fail(str(err.message), param, ctx)
+        if size <= 0:
+            self.fail(f"{value!r} is not a positive size (e.g. 512M, 2G)", param, ctx)
+        return size
 
 
 # ------------------------------------------------------------------------ options

@@ -82,7 +82,13 @@ def _ints(text: str) -> tuple[int, ...]:
     is_flag=True,
     help="Skip (and record in the manifest) files that are not readable cubes.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the validation draw.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the validation draw.",
+)
 @options.force
 @options.handle_errors
 def prepare(

@@ -205,6 +205,10 @@ def evaluate(
     finally:
         bar.close()
         record.close()
+    unusable = [f for f in record.failures if f["stage"] == "prepare"]
+    if not record.rows and len(unusable) == len(todo):  # nothing could be read: no results
+        record.discard()
+        raise InputError(f"no usable input: {unusable[0]['image']}: {unusable[0]['error']}")
     return record.finish()
 
 

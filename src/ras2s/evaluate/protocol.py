@@ -225,6 +225,9 @@ def find_images(images: Sequence[str | os.PathLike] | Mapping[str, Any]) -> list
         ]
     if isinstance(images, str | os.PathLike):
         images = [images]
+    missing = [str(p) for p in images if not Path(p).exists()]
+    if missing:  # a typo, found before any work (and before any results folder exists)
+        raise InputError(f"{missing[0]}: no such file or folder")
     paths = expand_inputs(images, recursive=True)
     if not paths:
         raise InputError("no images to evaluate")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, Ras2sError
+from ..errors import InputError, OutputError, Ras2sError
 from ..io import write_text_atomically
 from .protocol import CROP_PRESETS, METRIC_CONVENTIONS, SEED_DERIVATION, Image
 
@@ -307,8 +307,19 @@ class Recorder:
         command: str | None,
     ) -> None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        if (out.exists() or out.is_symlink()) and not out.is_dir():
+            raise OutputError(f"{out}: exists and is not a folder; the output must be a folder")
+        self._created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"{out}: cannot create the output folder ({err.strerror})") from None
         self.result = Results(out_dir=out)
+        self._new = [
+            p
+            for p in (self.result.csv_path, self.result.json_path, self.result.table_path)
+            if not p.exists()
+        ]
         self.settings, self.cases, self.methods = settings, cases, methods
         self.names = {i.name for i in images}
         self.method_info, self.weights_info = method_info, weights_info
@@ -367,11 +378,19 @@ class Recorder:
             }
         )
         where = "/".join(x for x in (image.name, case, method) if x)
-        logger.error("evaluate: %s failed at %s: %s", where, stage, text)
+        logger.info("evaluate: %s failed at %s: %s", where, stage, text)
 
     def close(self) -> None:
         """Close the CSV file."""
         self._handle.close()
+
+    def discard(self) -> None:
+        """Remove what this run wrote (nothing scored): its new files, its new folder."""
+        self.close()
+        for path in self._new:
+            path.unlink(missing_ok=True)
+        if self._created and not any(self.result.out_dir.iterdir()):
+            self.result.out_dir.rmdir()
 
     def save(self, finished: str | None) -> None:
         """Rewrite ``results.json`` (``finished``: the end time, None while running)."""
