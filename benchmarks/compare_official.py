@@ -1,15 +1,19 @@
 """Speed, memory and output agreement of ras2s versus the authors' RAS2S code, side by side.
 
 The authors' code is NOT part of this repository: check out MIV-XJTU/RAS2S somewhere
-else and pass its folder (the one holding ``basic/``). Both models get the authors'
-checkpoint and the same seeded inputs, in one process with the same thread count; each
-size is timed as the median of ``--repeats`` runs after one warm-up, alternating the two
-models so that machine noise hits both alike. Peak memory is measured per model and size
-in a fresh subprocess: the growth of peak resident memory over the loaded model and input
-(the kernel's peak mark is reset first, so import-time peaks do not hide it).
+else and pass its folder (the one holding ``basic/``). Every model gets the authors'
+checkpoint: the authors' float32 model, ras2s in fp32 and ras2s in ``--precision auto``
+(bf16 on CPUs with AVX512-BF16/AMX). Inputs are a real cube (CAVE cloth, 31 bands; an
+AVIRIS ABU scene for 191 bands) normalised to [0, 1], reflect-extended to the size when
+the scene is smaller, with fresh i.i.d. noise (sigma 30/255) at every run: uniform random
+input would tie the region arg-max and is not what users run. The models run interleaved
+(A, B, C, A, B, C, ...) in one process with the same thread count, and each figure is the
+minimum of ``--repeats`` (>= 3) runs after one warm-up. Peak memory is measured per model
+and size in a fresh subprocess: the growth of peak resident memory over the loaded model
+and input (the kernel's peak mark is reset first, so import-time peaks do not hide it).
 
     python benchmarks/compare_official.py --official-repo ../RAS2S \
-        --weights ../shared/reference/s2s_official.pth
+        --weights ../shared/reference/s2s_official.pth --data ../shared/data
 
 Needs ``einops`` (the authors' code imports it: ``pip install einops``). Their modules
 also import ``thop``, ``seaborn`` and ``matplotlib`` at import time without using them in
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SIZES = [(31, 64, 64), (31, 128, 128), (31, 256, 256), (31, 512, 512), (191, 256, 256)]
+SIZES = [(31, 128, 128), (31, 256, 256), (31, 512, 512), (191, 256, 256)]
+MODELS = ("authors", "fp32", "auto")
+SIGMA = 30 / 255
 
 
 def load_authors_model(repo: Path, weights: Path) -> torch.nn.Module:
@@ -52,10 +57,43 @@ def load_authors_model(repo: Path, weights: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def load_ours(weights: Path) -> torch.nn.Module:
+def load_ours(weights: Path, precision: str) -> torch.nn.Module:
     from ras2s.weights import load_model
 
-    return load_model(weights)
+    return load_model(weights, precision=precision)
+
+
+def load(which: str, args: argparse.Namespace) -> torch.nn.Module:
+    if which == "authors":
+        return load_authors_model(args.official_repo, args.weights)
+    return load_ours(args.weights, which)
+
+
+def real_clean(size: tuple[int, int, int], data: Path) -> np.ndarray:
+    """A real clean cube of ``size`` in [0, 1]: CAVE cloth (31 bands) or ABU airport-4 (191).
+
+    The scene is normalised as a whole, cut to the first ``bands`` bands and
+    reflect-extended (or cropped) to ``H x W``.
+    """
+    from ras2s.io import read_cube
+
+    bands, h, w = size
+    name = "CAVE_cloth/cloth_ms_256.mat" if bands <= 31 else "ABU/abu-airport-4.mat"
+    cube = read_cube(data / name).data.astype(np.float32)
+    cube = (cube - cube.min()) / (cube.max() - cube.min())
+    if cube.shape[0] < bands:
+        raise SystemExit(f"{name} has {cube.shape[0]} bands, fewer than {bands}")
+    cube = cube[:bands]
+    pad_h, pad_w = max(0, h - cube.shape[1]), max(0, w - cube.shape[2])
+    cube = np.pad(cube, ((0, 0), (0, pad_h), (0, pad_w)), mode="symmetric")
+    return np.ascontiguousarray(cube[:, :h, :w])
+
+
+def noisy_input(clean: np.ndarray, seed: int) -> torch.Tensor:
+    """``clean`` plus i.i.d. Gaussian noise (sigma 30/255) drawn with ``seed``; ``(1, B, H, W)``."""
+    rng = np.random.default_rng(seed)
+    noisy = clean + rng.normal(0, SIGMA, clean.shape).astype(np.float32)
+    return torch.from_numpy(noisy)[None]
 
 
 def timed(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -65,22 +103,17 @@ def timed(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, torch.Tensor]
         return time.perf_counter() - start, y
 
 
-def seeded_input(bands: int, h: int, w: int) -> torch.Tensor:
-    rng = np.random.default_rng(2024)
-    return torch.from_numpy(rng.random((1, bands, h, w), dtype=np.float32))
-
-
 MEMORY_CHILD = """
 import resource, sys, torch
 from pathlib import Path
+import numpy as np
 sys.path.insert(0, {here!r})
-from compare_official import load_authors_model, load_ours, seeded_input
+from compare_official import load, noisy_input, real_clean
+import argparse
 torch.set_num_threads({threads})
-if {which!r} == 'authors':
-    model = load_authors_model(Path({repo!r}), Path({weights!r}))
-else:
-    model = load_ours(Path({weights!r}))
-x = seeded_input({bands}, {h}, {w})
+args = argparse.Namespace(official_repo=Path({repo!r}), weights=Path({weights!r}))
+model = load({which!r}, args)
+x = noisy_input(real_clean(({bands}, {h}, {w}), Path({data!r})), 0)
 
 def status(field):
     for line in open("/proc/self/status"):
@@ -109,6 +142,7 @@ def peak_memory(which: str, size: tuple[int, int, int], args: argparse.Namespace
         threads=args.threads,
         repo=str(args.official_repo),
         weights=str(args.weights),
+        data=str(args.data),
         which=which,
         bands=bands,
         h=h,
@@ -118,9 +152,9 @@ def peak_memory(which: str, size: tuple[int, int, int], args: argparse.Namespace
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def matmul_peak_gflops(seconds: float = 2.0) -> float:
-    """Achieved float32 matmul GFLOP/s on this machine (the practical compute peak)."""
-    a = torch.randn(2048, 2048)
+def matmul_peak_gflops(dtype: torch.dtype, seconds: float = 2.0) -> float:
+    """Achieved matmul GFLOP/s in ``dtype`` on this machine (the practical compute peak)."""
+    a = torch.randn(2048, 2048).to(dtype)
     a @ a
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -129,37 +163,40 @@ def matmul_peak_gflops(seconds: float = 2.0) -> float:
     return 2 * 2048**3 * runs / (time.perf_counter() - start) / 1e9
 
 
-def macs_per_voxel(bands: int = 31, h: int = 64, w: int = 64) -> float:
-    """Multiply-accumulates per voxel of our model, counted by hooking every convolution."""
-    from ras2s.model import RAS2S
+def conv_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Multiply-accumulates of every 2-D convolution and linear layer of one forward pass.
 
-    model = RAS2S().eval()
+    Counted at the ``torch.nn.functional`` level, so the split and banded convolutions of
+    the fast path are counted as they run.
+    """
+    import torch.nn.functional as F
+
     total = 0
+    conv2d, linear = F.conv2d, F.linear
 
-    def count(module, inputs, output):
+    def counting_conv2d(inp, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         nonlocal total
-        weight = module.weight
-        total += output.numel() * weight[0].numel()
+        out = conv2d(inp, weight, bias, stride, padding, dilation, groups)
+        total += out.numel() * weight[0].numel()
+        return out
 
-    hooks = [
-        m.register_forward_hook(count)
-        for m in model.modules()
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
-    ]
-    with torch.inference_mode():
-        model(torch.rand(1, bands, h, w))
-    for hook in hooks:
-        hook.remove()
-    # The dynamic convolutions of region learning and the attention's 3-D convolution run
-    # through torch.nn.functional; add them analytically (per pixel per band).
-    c, r, k = 14, 3, 3
-    dynamic = r * c * c * 9 + r * c * 9  # candidate filters + spatial classifier
-    attention = 3 * (k + 1) * k * 9 * c  # three depth taps of the 3x3x3 convolution
-    return total / (bands * h * w) + dynamic + attention
+    def counting_linear(inp, weight, bias=None):
+        nonlocal total
+        out = linear(inp, weight, bias)
+        total += out.numel() * weight.shape[1]
+        return out
+
+    F.conv2d, F.linear = counting_conv2d, counting_linear
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        F.conv2d, F.linear = conv2d, linear
+    return total
 
 
-def profile_breakdown(model: torch.nn.Module, x: torch.Tensor) -> str:
-    """Self CPU seconds of one forward pass: total, 3-D convolution, 2-D convolution, rest."""
+def profile_breakdown(model: torch.nn.Module, x: torch.Tensor, macs: int, peak: float) -> str:
+    """Where one forward pass spends its time: convolutions (with GFLOP/s), the rest by op."""
     from torch.profiler import profile
 
     with torch.inference_mode():
@@ -167,183 +204,148 @@ def profile_breakdown(model: torch.nn.Module, x: torch.Tensor) -> str:
         with profile() as prof:
             model(x)
     events = prof.key_averages()
-
-    def seconds(match) -> float:
-        return sum(e.self_cpu_time_total for e in events if match(e.key)) / 1e6
-
-    total = seconds(lambda key: True)
-    conv3d = seconds(lambda key: "conv3d" in key or "conv_dilated3d" in key)
-    conv2d = seconds(lambda key: key in ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward"))
-    return (
-        f"total {total:.2f} s, 3-D convolution {conv3d:.2f} s, 2-D convolution {conv2d:.2f} s, "
-        f"everything else {total - conv3d - conv2d:.2f} s"
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key) / 1e6
+    lines = [
+        f"  profiled total {total:.3f} s (profiler overhead included)",
+        f"  2-D convolutions {conv:.3f} s = {100 * conv / total:.0f} %: "
+        f"{2 * macs / conv / 1e9:.0f} GFLOP/s, {100 * 2 * macs / conv / 1e9 / peak:.0f} % of "
+        f"the {peak:.0f} GFLOP/s matmul peak in this precision",
+    ]
+    rest = sorted(
+        (e for e in events if "convolution" not in e.key and e.self_cpu_time_total > 0),
+        key=lambda e: -e.self_cpu_time_total,
     )
+    for e in rest[:8]:
+        share = e.self_cpu_time_total / 1e6
+        lines.append(f"  {e.key:28s} {share:.3f} s ({100 * share / total:.0f} %), {e.count} calls")
+    return "\n".join(lines)
 
 
-def train_step(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> float:
-    """Seconds for one forward + L1 loss + backward in train mode (gradients left in place)."""
+def train_step(model: torch.nn.Module, x, target, bf16: bool) -> float:
+    """Seconds for one forward + L1 loss + backward + Adam step in train mode."""
     model.train()
-    model.zero_grad(set_to_none=True)
+    optimiser = getattr(model, "_bench_optimiser", None)
+    if optimiser is None:
+        optimiser = model._bench_optimiser = torch.optim.Adam(model.parameters(), 1e-4)
+    optimiser.zero_grad(set_to_none=True)
     start = time.perf_counter()
-    torch.nn.functional.l1_loss(model(x), target).backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = torch.nn.functional.l1_loss(model(x), target)
+    loss.backward()
+    optimiser.step()
     seconds = time.perf_counter() - start
     model.eval()
     return seconds
 
 
-def compare_training(authors, ours, batch: int, size: tuple[int, int, int], repeats: int):
-    """Median train-step seconds of both models and the largest gradient difference.
+def compare_training(args: argparse.Namespace, batch: int, size: tuple[int, int, int]) -> dict:
+    """Minimum train-step seconds: the authors' fp32, ras2s fp32, ras2s bf16-mixed."""
+    from ras2s.model import RAS2S
+    from ras2s.precision import apply_precision
 
-    The authors' gradients are mapped onto our parameter names with the same converter
-    that loads their checkpoint; the difference is reported relative to the largest
-    gradient of that tensor.
-    """
-    from ras2s.weights import convert_official
-
-    rng = np.random.default_rng(7)
-    x = torch.from_numpy(rng.random((batch, *size), dtype=np.float32))
-    target = torch.from_numpy(rng.random((batch, *size), dtype=np.float32))
-    train_step(authors, x, target), train_step(ours, x, target)  # warm-up
-    t_authors, t_ours = [], []
-    for _ in range(repeats):
-        t_authors.append(train_step(authors, x, target))
-        t_ours.append(train_step(ours, x, target))
-    theirs = {
-        name: (p.grad if p.grad is not None else torch.zeros_like(p))
-        for name, p in authors.named_parameters()
+    clean = real_clean(size, args.data)
+    x = torch.cat([noisy_input(clean, seed) for seed in range(batch)])
+    target = torch.from_numpy(clean)[None].expand(batch, -1, -1, -1).contiguous()
+    steps = {
+        "authors": (load_authors_model(args.official_repo, args.weights), False),
+        "fp32": (apply_precision(RAS2S(), "fp32"), False),
+        "bf16-mixed": (apply_precision(RAS2S(), "fp32"), True),
     }
-    for name, buffer in authors.named_buffers():
-        theirs[name] = torch.zeros_like(buffer)
-    _, mapped = convert_official(theirs, origin="authors' gradients")
-    worst = 0.0
-    for name, p in ours.named_parameters():
-        ref = mapped[name]
-        scale = float(ref.abs().max()) or 1.0
-        grad = p.grad if p.grad is not None else torch.zeros_like(p)
-        worst = max(worst, float((grad - ref).abs().max()) / scale)
-    return statistics.median(t_authors), statistics.median(t_ours), worst
+    for model, bf16 in steps.values():
+        train_step(model, x, target, bf16)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.repeats):
+        for name, (model, bf16) in steps.items():
+            times[name].append(train_step(model, x, target, bf16))
+    return {name: min(t) for name, t in times.items()}
+
+
+def run_profile(args: argparse.Namespace, size: tuple[int, int, int]) -> None:
+    x = noisy_input(real_clean(size, args.data), 0)
+    for which in MODELS[1:]:
+        model = load(which, args)
+        dtype = next(model.parameters()).dtype
+        macs = conv_macs(model, x)
+        print(f"ras2s --precision {which} ({dtype}), {macs / 1e9:.1f} GMAC of convolutions:")
+        print(profile_breakdown(model, x, macs, matmul_peak_gflops(dtype)))
+
+
+def run_memory(args: argparse.Namespace, sizes) -> None:
+    print(f"{'size':>14} " + " ".join(f"{m + ' GiB':>12}" for m in MODELS))
+    for size in sizes:
+        row = [peak_memory(which, size, args) / 2**30 for which in MODELS]
+        print(f"{'x'.join(map(str, size)):>14} " + " ".join(f"{v:12.2f}" for v in row))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--official-repo", type=Path, required=True)
     parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="../shared/data")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sizes", default=None, help="e.g. 31x64x64,31x128x128")
-    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--sizes", default=None, help="e.g. 31x128x128,191x256x256")
+    parser.add_argument("--memory", action="store_true", help="Also peak memory per model.")
     parser.add_argument(
-        "--profile",
-        default=None,
-        metavar="BxHxW",
-        help="Only a torch.profiler breakdown of one forward pass of each model at this size.",
+        "--profile", default=None, metavar="BxHxW", help="Only profile our models at this size."
     )
     parser.add_argument(
-        "--memory-only", action="store_true", help="Only the peak-memory column (no timing)."
+        "--train-step", action="store_true", help="Only the training step (batch 8 of 31x64x64)."
     )
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument(
-        "--train-step",
-        action="store_true",
-        help="Also time one training step (forward + backward, batch 8 of 31x64x64).",
-    )
     args = parser.parse_args()
+    if args.repeats < 3:
+        parser.error("--repeats must be at least 3")
     torch.set_num_threads(args.threads)
     sizes = SIZES
     if args.sizes:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-
+    print(f"torch {torch.__version__}, {args.threads} threads, min of {args.repeats} runs")
     if args.profile:
-        size = tuple(int(v) for v in args.profile.split("x"))
-        x = seeded_input(*size)
-        models = {
-            "authors": load_authors_model(args.official_repo, args.weights),
-            "ras2s": load_ours(args.weights),
-        }
-        for name, model in models.items():
-            print(f"{name}: " + profile_breakdown(model, x))
+        run_profile(args, tuple(int(v) for v in args.profile.split("x")))
         return
-    if args.memory_only:
-        print(
-            f"{'size':>14} {'authors GiB':>11} {'ras2s GiB':>9} {'ratio':>6} {'ras2s B/voxel':>13}"
-        )
-        for size in sizes:
-            mem_a, mem_o = peak_memory("authors", size, args), peak_memory("ours", size, args)
-            name = "x".join(map(str, size))
-            voxels = size[0] * size[1] * size[2]
-            print(
-                f"{name:>14} {mem_a / 2**30:11.2f} {mem_o / 2**30:9.2f} {mem_a / mem_o:6.2f} "
-                f"{mem_o / voxels:13.0f}"
-            )
+    if args.train_step:
+        best = compare_training(args, 8, (31, 64, 64))
+        print("train step, batch 8 of 31x64x64 (forward, L1, backward, Adam), seconds:")
+        for name, seconds in best.items():
+            print(f"  {name:>10} {seconds:7.2f}  {best['authors'] / seconds:5.2f}x the authors'")
+        if args.json:
+            args.json.write_text(json.dumps({"train_step": best}, indent=2))
         return
-    authors, ours = load_authors_model(args.official_repo, args.weights), load_ours(args.weights)
-    macs = macs_per_voxel()
-    peak = matmul_peak_gflops()
-    print(f"torch {torch.__version__}, threads {args.threads}, matmul peak {peak:.1f} GFLOP/s")
-    print(f"ras2s MACs per voxel: {macs:,.0f}")
-    header = (
-        "size",
-        "authors s",
-        "ras2s s",
-        "ratio",
-        "authors GiB",
-        "ras2s GiB",
-        "max|diff|",
-        "ras2s GFLOP/s",
-        "% of peak",
+    models = {which: load(which, args) for which in MODELS}
+    print(
+        f"{'size':>14} {'authors s':>10} {'fp32 s':>8} {'auto s':>8} {'fp32 x':>7} {'auto x':>7} "
+        f"{'fp32 max|diff|':>14} {'auto dB vs fp32':>15}"
     )
-    print("{:>14} {:>10} {:>9} {:>6} {:>11} {:>9} {:>10} {:>13} {:>9}".format(*header))
     rows = []
     for size in sizes:
-        x = seeded_input(*size)
-        timed(authors, x)
-        timed(ours, x)
-        t_authors, t_ours = [], []
-        for _ in range(args.repeats):
-            t, y_authors = timed(authors, x)
-            t_authors.append(t)
-            t, y_ours = timed(ours, x)
-            t_ours.append(t)
-        diff = float((y_authors - y_ours).abs().max())
-        sa, so = statistics.median(t_authors), statistics.median(t_ours)
-        voxels = x.numel()
-        gflops = 2 * macs * voxels / so / 1e9
-        mem_a = mem_o = float("nan")
-        if not args.no_memory:
-            mem_a = peak_memory("authors", size, args) / 2**30
-            mem_o = peak_memory("ours", size, args) / 2**30
+        clean = real_clean(size, args.data)
+        for model in models.values():
+            timed(model, noisy_input(clean, 0))  # warm-up
+        times: dict[str, list[float]] = {which: [] for which in models}
+        for run in range(args.repeats):
+            x = noisy_input(clean, run + 1)
+            outputs = {}
+            for which, model in models.items():
+                seconds, outputs[which] = timed(model, x)
+                times[which].append(seconds)
+        from ras2s.metrics import mpsnr
+
+        best = {which: min(t) for which, t in times.items()}
+        diff = float((outputs["authors"] - outputs["fp32"]).abs().max())
+        psnr = {w: mpsnr(outputs[w][0].numpy(), clean, data_range=1.0) for w in ("fp32", "auto")}
         name = "x".join(map(str, size))
         print(
-            f"{name:>14} {sa:10.2f} {so:9.2f} {sa / so:6.2f} {mem_a:11.2f} {mem_o:9.2f} "
-            f"{diff:10.2e} {gflops:13.1f} {100 * gflops / peak:9.1f}"
+            f"{name:>14} {best['authors']:10.2f} {best['fp32']:8.2f} {best['auto']:8.2f} "
+            f"{best['authors'] / best['fp32']:7.2f} {best['authors'] / best['auto']:7.2f} "
+            f"{diff:14.2e} {psnr['auto'] - psnr['fp32']:+15.3f}"
         )
-        rows.append(
-            {
-                "size": name,
-                "authors_s": sa,
-                "ras2s_s": so,
-                "ratio": sa / so,
-                "authors_gib": mem_a,
-                "ras2s_gib": mem_o,
-                "max_abs_diff": diff,
-            }
-        )
-    report = {"peak_gflops": peak, "macs_per_voxel": macs, "rows": rows}
-    if args.train_step:
-        ta, to, worst = compare_training(authors, ours, 8, (31, 64, 64), args.repeats)
-        print(
-            f"train step, batch 8 x 31x64x64: authors {ta:.2f} s, ras2s {to:.2f} s, "
-            f"ratio {ta / to:.2f}, max gradient difference {worst:.1e} (relative to each "
-            "tensor's largest gradient)"
-        )
-        report["train_step"] = {
-            "authors_s": ta,
-            "ras2s_s": to,
-            "ratio": ta / to,
-            "grad_diff": worst,
-        }
+        rows.append({"size": name, "seconds": best, "max_abs_diff_fp32": diff, "mpsnr": psnr})
+    if args.memory:
+        run_memory(args, sizes)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json.dumps({"rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

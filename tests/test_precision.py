@@ -20,13 +20,23 @@ def test_explicit_precisions_are_kept_and_unknown_ones_refused():
         P.resolve_precision("fp16")
 
 
-def test_auto_follows_the_cpu(monkeypatch):
+def test_auto_is_fp32_while_bf16_misses_the_accuracy_budget(monkeypatch):
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    assert P.resolve_precision("auto", "cpu") == "fp32"
+    assert "--precision bf16" in P.describe_auto("cpu")
+    monkeypatch.setattr(P, "BF16_MEETS_ACCURACY_BUDGET", True)
     assert P.resolve_precision("auto", "cpu") == "bf16"
-    assert "bf16" in P.describe_auto("cpu")
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
     assert P.resolve_precision("auto", "cpu") == "fp32"
     assert "no native bfloat16" in P.describe_auto("cpu")
+
+
+def test_training_auto_is_bf16_mixed_where_native(monkeypatch):
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
+    assert P.training_precision("auto", "cpu") == "bf16-mixed"
+    assert P.training_precision("32", "cpu") == "32"
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
+    assert P.training_precision("auto", "cpu") == "32"
 
 
 def test_cpu_flags_agree_with_torch_where_torch_can_tell():

@@ -221,8 +221,9 @@ precision = click.option(
     type=click.Choice(["auto", "fp32", "bf16"]),
     default="auto",
     show_default=True,
-    help="Arithmetic of the network: auto (bf16 where the CPU or GPU computes it "
-    f"natively, else fp32; {describe_auto('cpu')}), fp32 (exact), or bf16.",
+    help="Arithmetic of the network: fp32 (exact), bf16 (faster where the CPU or GPU "
+    "computes it natively, about 0.13 dB lower MPSNR), or auto: the fastest that keeps "
+    f"within 0.05 dB of fp32 ({describe_auto('cpu')}).",
 )
 
 

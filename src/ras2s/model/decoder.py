@@ -100,7 +100,8 @@ class Decoder(nn.Module):
     """Decode the per-band encoder states into the denoised cube.
 
     Shape:
-        ``noisy``: ``(N, bands, H, W)``; ``encoded``: ``bands`` states ``(N, C, H, W)``
+        ``noisy``: ``(N, bands, H, W)``, float32 or wider (the residual base, also when
+        the states are bfloat16); ``encoded``: ``bands`` states ``(N, C, H, W)``
         (consumed: entries are set to ``None`` once no longer needed);
         output ``(N, bands, H, W)``.
     """
@@ -152,9 +153,9 @@ class Decoder(nn.Module):
                 merged = F.leaky_relu(feedback + merge_parts[j], 0.1)
                 inputs = self.ascending.input_part(merged)
                 state = self.ascending.fused_step(state, inputs, opposite[j])
-                band = self.head(state) + noisy[:, i : i + 1]
+                band = self.head(state).to(noisy.dtype) + noisy[:, i : i + 1]
                 output.append(band)
-                feedback = self.merge_feedback_part(self.embed_output(band))
+                feedback = self.merge_feedback_part(self.embed_output(band.to(state.dtype)))
         return torch.cat(output, dim=1)
 
     def merge_feedback_part(self, feedback: torch.Tensor) -> torch.Tensor:

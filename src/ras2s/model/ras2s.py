@@ -91,12 +91,16 @@ class RAS2S(nn.Module):
         if min(noisy.shape) < 1:
             raise InputError(f"RAS2S got an empty tensor of shape {tuple(noisy.shape)}")
         bands = noisy.shape[1]
-        x = noisy.to(self.compute_dtype(noisy.device.type)).contiguous()
+        compute = self.compute_dtype(noisy.device.type)
+        # The output is a residual on the noisy input: keep that sum in at least float32
+        # (bfloat16 would round every output value to 8 bits of mantissa).
+        base = noisy.to(torch.promote_types(compute, torch.float32)).contiguous()
         min_bands = 2 * self.config.reach + 1
         if bands < min_bands:
-            x = F.pad(x.unsqueeze(0), (0, 0, 0, 0, 0, min_bands - bands), mode="replicate")
-            x = x.squeeze(0)
-        out = self.decoder(x, self.encoder(x))
+            base = F.pad(base.unsqueeze(0), (0, 0, 0, 0, 0, min_bands - bands), mode="replicate")
+            base = base.squeeze(0)
+        x = base.to(compute)
+        out = self.decoder(base, self.encoder(x))
         return out[:, :bands].to(noisy.dtype)
 
 
