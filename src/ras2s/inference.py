@@ -30,14 +30,13 @@ PERCENTILES = (0.5, 99.5)
 _PERCENTILE_SAMPLE = 4_000_000
 
 # Network working memory, in bytes, of one tile: PER_PIXEL_BAND * bands * pixels +
-# PER_PIXEL * pixels (float32). Measured as peak RSS growth of RAS2S(C=14) under
-# torch.inference_mode on CPU with glibc's default allocator (benchmarks/
-# memory_calibration.py: 6690 B/px at 8 bands, 10497-11121 at 31, 17195 at 62, 46822 at
-# 191); this fit over-estimates every measured case. (Forcing glibc to return every freed
-# block to the system lowers these by up to 1.8x but doubles the run time in page faults;
-# see docs/measurements.md.)
+# PER_PIXEL * pixels (float32; half for bf16). Measured as peak RSS growth of RAS2S(C=14),
+# channels-last, under torch.inference_mode on CPU with glibc's default allocator
+# (benchmarks/memory_calibration.py, fp32: 5319 B/px at 8 bands, 10417-11708 at 31, 15855
+# at 62, 42164 at 191; bf16: 2881, 5064-6340, 8203, 21835); this fit over-estimates every
+# measured case (by 1.03x to 1.34x).
 PER_PIXEL_BAND_BYTES = 240
-PER_PIXEL_BYTES = 5200
+PER_PIXEL_BYTES = 5600
 
 
 def network_bytes(bands: int, pixels: int, channels: int = 14, precision: str = "fp32") -> int:

@@ -109,3 +109,42 @@ def test_cli_prepare_band_mismatch_is_one_line_error(tmp_path):
     )
     assert ok.exit_code == 0, ok.output
     assert "4 training and 4 validation patches of 17 x 8 x 8" in ok.output
+
+
+def _tiny_train_args(store, out, *extra):
+    return [
+        "train",
+        "--patches",
+        str(store),
+        "-o",
+        str(out),
+        "--max-steps",
+        "1",
+        *("--set channels=4 --set regions=2 --set batch_size=2 --set threads=1".split()),
+        *("--set val_max_patches=2 --set steps_per_epoch=1".split()),
+        *extra,
+    ]
+
+
+def test_init_starts_from_the_given_weights(store, tmp_path, tiny_model, tiny_weights):
+    from ras2s.model import RAS2S
+    from ras2s.train.run import initialise_from
+
+    fresh = RAS2S(tiny_model.config)
+    initialise_from(fresh, str(tiny_weights))
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    # through the CLI: a fine-tuning run from the tiny weights trains and records --init
+    out = tmp_path / "finetune"
+    result = CliRunner().invoke(_cli, _tiny_train_args(store, out, "--init", str(tiny_weights)))
+    assert result.exit_code == 0, result.output
+    assert load_config(out / "config.yaml").init == str(tiny_weights)
+
+
+def test_init_with_another_architecture_is_one_line(store, tmp_path, tiny_weights):
+    args = _tiny_train_args(store, tmp_path / "bad", "--init", str(tiny_weights))
+    args[args.index("channels=4")] = "channels=6"
+    result = CliRunner().invoke(_cli, args)
+    assert result.exit_code == 2
+    assert "architecture" in result.output and "channels" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -178,6 +178,11 @@ def prepare(
     help="Lightning precision; auto = bf16-mixed where the device computes bfloat16 "
     "natively, else 32 (default: the config's, 32).",
 )
+@click.option(
+    "--init",
+    help="Start from these weights instead of a random initialisation (fine-tuning): "
+    "default, official or a checkpoint path, of the run's architecture.",
+)
 @click.option("--max-epochs", type=int)
 @click.option("--max-steps", type=int)
 @options.output("Run folder (config.yaml, checkpoints/, logs/).")
@@ -192,6 +197,7 @@ def train(
     strategy,
     accelerator,
     precision,
+    init,
     max_epochs,
     max_steps,
     output,
@@ -213,6 +219,7 @@ def train(
         "strategy": strategy,
         "accelerator": accelerator,
         "precision": precision,
+        "init": init,
         "max_epochs": max_epochs,
         "max_steps": max_steps,
         "out": output,

@@ -70,6 +70,7 @@ class TrainConfig:
     accelerator: str = "auto"
     strategy: str = "auto"
     precision: str = "32"
+    init: str | None = None  # start from these weights (default, official or a path)
     threads: int | None = None
     log_every: int = 10
 

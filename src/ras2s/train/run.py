@@ -65,6 +65,23 @@ def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Tra
     return L.Trainer(**kwargs)
 
 
+def initialise_from(model: torch.nn.Module, weights: str) -> None:
+    """Copy ``weights`` (``default``, ``official`` or a checkpoint path) into ``model``.
+
+    For fine-tuning: the architecture of the weights must be the run's (``channels``,
+    ``regions``, ``reach``), else :class:`~ras2s.errors.InputError` names both.
+    """
+    from ..weights import load_model
+
+    source = load_model(weights, precision="fp32")
+    if source.config != model.config:
+        raise InputError(
+            f"--init {weights}: its architecture {source.config.to_dict()} differs from the "
+            f"run's {model.config.to_dict()} (set channels/regions/reach to match)"
+        )
+    model.load_state_dict(source.state_dict())
+
+
 def fit(
     cfg: TrainConfig,
     *,
@@ -87,6 +104,8 @@ def fit(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = PatchDataModule(cfg)
     system = RAS2SSystem(cfg)
+    if cfg.init and not resume:  # a resumed run restores its own weights
+        initialise_from(system.model, cfg.init)
     trainer = build_trainer(cfg, callbacks, **trainer_overrides)
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
