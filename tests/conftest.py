@@ -98,3 +98,23 @@ def folder_digest(folder: Path) -> dict[str, str]:
 def digest():
     """``digest(folder)``: the sha256 of every file in it (data-loss tests compare two)."""
     return folder_digest
+
+
+@pytest.fixture
+def cubes(tmp_path, rng):
+    """Two tiny clean cubes on disk (one float, one uint16) and their folder."""
+    from ras2s.io import write_cube
+
+    folder = tmp_path / "cubes"
+    folder.mkdir()
+    write_cube(folder / "alpha.npy", (rng.random((6, 20, 20)) * 50 + 10).astype(np.float32))
+    write_cube(folder / "beta.mat", rng.integers(100, 4000, (6, 24, 18), dtype=np.uint16))
+    return folder
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts."""
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))

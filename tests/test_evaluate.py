@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +26,7 @@ from ras2s.evaluate import (
 )
 from ras2s.io import read_cube, write_cube
 
-from .conftest import DATA, OFFICIAL, need
+from .conftest import DATA, OFFICIAL, csv_rows, need
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,21 +41,6 @@ def one_thread():
 @pytest.fixture
 def runner():
     return CliRunner()
-
-
-@pytest.fixture
-def cubes(tmp_path, rng):
-    """Two tiny clean cubes on disk (one float, one uint16) and their folder."""
-    folder = tmp_path / "cubes"
-    folder.mkdir()
-    write_cube(folder / "alpha.npy", (rng.random((6, 20, 20)) * 50 + 10).astype(np.float32))
-    write_cube(folder / "beta.mat", rng.integers(100, 4000, (6, 24, 18), dtype=np.uint16))
-    return folder
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def _run(cubes, out, tiny_weights, **kwargs):
@@ -78,7 +61,7 @@ def _run(cubes, out, tiny_weights, **kwargs):
 # --------------------------------------------------------------------- evaluate outputs
 def test_evaluate_writes_three_outputs(tmp_path, cubes, tiny_weights):
     res = _run(cubes, tmp_path / "out", tiny_weights)
-    rows = _rows(res.csv_path)
+    rows = csv_rows(res.csv_path)
     assert tuple(rows[0]) == CSV_COLUMNS
     assert len(rows) == 2 * 2 * 2  # images x cases x (noisy + ras2s)
     assert {(r["image"], r["case"], r["method"]) for r in rows} == {
@@ -164,7 +147,7 @@ def test_resume_skips_finished_work(tmp_path, cubes, tiny_weights, monkeypatch):
     first.csv_path.write_text("\n".join(lines[:dropped] + lines[dropped + 1 :]) + "\n")
     again = _run(cubes, out, tiny_weights)
     assert len(calls) == 5  # only the deleted row was redone
-    rows = _rows(again.csv_path)
+    rows = csv_rows(again.csv_path)
     assert len(rows) == 8 and rows[-1]["image"] == "beta" and rows[-1]["method"] == "ras2s"
     redone = next(
         r for r in first.rows if (r["image"], r["case"], r["method"]) == ("beta", "iid30", "ras2s")
@@ -342,7 +325,7 @@ def test_real_data_official_weights(tmp_path, bands):
     assert res.failures == []
     for path in (res.csv_path, res.json_path, res.table_path):
         assert path.is_file()
-    rows = _rows(res.csv_path)
+    rows = csv_rows(res.csv_path)
     assert len(rows) == len(files) * 2 * 2
     for row in rows:
         assert all(math.isfinite(float(row[k])) for k in CSV_COLUMNS[3:]), row
@@ -355,7 +338,7 @@ def test_undefined_ergas_is_nan_in_csv_and_null_in_json(tmp_path, rng):
     cube = rng.random((4, 16, 16)).astype(np.float32) + 1
     cube[2] = 0  # a band at the global minimum: mean 0 after normalisation
     res = evaluate({"dark": cube}, ["noniid"], [], out_dir=tmp_path / "o", progress=False)
-    assert _rows(res.csv_path)[0]["ergas"] == "nan"
+    assert csv_rows(res.csv_path)[0]["ergas"] == "nan"
     data = json.loads(res.json_path.read_text())  # strict JSON: no NaN literal
     assert data["rows"][0]["ergas"] is None and math.isfinite(data["rows"][0]["psnr"])
     assert data["images"]["dark"]["path"] is None and len(data["runs"]) == 1

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +10,8 @@ import torch
 
 from ras2s.cli.evaluate import evaluate as evaluate_command
 from ras2s.io import write_cube
+
+from ..conftest import csv_rows
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -21,21 +21,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture
-def cubes(tmp_path, rng):
-    """Two tiny clean cubes on disk (one float, one uint16) and their folder."""
-    folder = tmp_path / "cubes"
-    folder.mkdir()
-    write_cube(folder / "alpha.npy", (rng.random((6, 20, 20)) * 50 + 10).astype(np.float32))
-    write_cube(folder / "beta.mat", rng.integers(100, 4000, (6, 24, 18), dtype=np.uint16))
-    return folder
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_failures_exit_2_and_the_others_are_written(tmp_path, cubes, tiny_weights, runner):
@@ -58,7 +43,7 @@ def test_failures_exit_2_and_the_others_are_written(tmp_path, cubes, tiny_weight
     )
     assert result.exit_code == 2
     assert "3 failure(s)" in result.output and "broken" in result.output
-    assert len(_rows(tmp_path / "cli" / "per_image.csv")) == 4
+    assert len(csv_rows(tmp_path / "cli" / "per_image.csv")) == 4
 
 
 def test_evaluate_cli(runner, tmp_path, cubes, tiny_weights):
@@ -82,7 +67,7 @@ def test_evaluate_cli(runner, tmp_path, cubes, tiny_weights):
     result = runner.invoke(evaluate_command, args)
     assert result.exit_code == 0, result.output
     assert "| Noisy |" in result.output  # the table on stdout
-    assert len(_rows(out / "per_image.csv")) == 8
+    assert len(csv_rows(out / "per_image.csv")) == 8
     settings = json.loads((out / "results.json").read_text())["settings"]
     assert settings["seed"] == 5 and settings["crop"] == [16, 16]
     no_data = runner.invoke(evaluate_command, ["--cases", "noniid"])

@@ -8,7 +8,6 @@ import click
 
 from ..errors import InputError, OutputError
 from . import options
-from .report import _denoised_cb
 
 __all__ = ["assess"]
 
@@ -26,14 +25,7 @@ def _wavelengths(metadata: dict) -> list[float] | None:
 
 @click.command()
 @click.argument("noisy_path", metavar="NOISY")
-@click.option(
-    "--denoised",
-    "denoised",
-    multiple=True,
-    metavar="NAME=PATH",
-    callback=_denoised_cb,
-    help="A denoised version of NOISY and the name to show (repeat for several).",
-)
+@options.denoised("A denoised version of NOISY and the name to show (repeat for several).")
 @options.output("Output folder (created): per_band.csv, summary.json, report.html.", required=True)
 @options.nodata
 @click.option("--no-report", is_flag=True, help="Only per_band.csv and summary.json.")

@@ -20,6 +20,7 @@ from ..precision import describe_auto
 __all__ = [
     "Group",
     "SizeType",
+    "denoised",
     "device",
     "fail",
     "force",
@@ -236,3 +237,30 @@ def set_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _parse_denoised(ctx, param, items: tuple[str, ...]) -> dict[str, str]:
+    """``NAME=PATH`` items -> ``{name: path}``; names unique and not clean/noisy."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise click.BadParameter(f"{item!r} is not NAME=PATH", param_hint="--denoised")
+        if name in out or name in ("clean", "noisy"):
+            raise click.BadParameter(
+                f"name {name!r} is used twice or reserved", param_hint="--denoised"
+            )
+        out[name.strip()] = path.strip()
+    return out
+
+
+def denoised(help_text: str) -> Callable:
+    """``--denoised NAME=PATH`` (repeatable), parsed to ``{name: path}``."""
+    return click.option(
+        "--denoised",
+        "denoised",
+        multiple=True,
+        metavar="NAME=PATH",
+        callback=_parse_denoised,
+        help=help_text,
+    )

@@ -50,35 +50,10 @@ def _pixels_cb(ctx, param, value):
     return parse_pixels(value) if value else None
 
 
-def _denoised_cb(ctx, param, value):
-    return _parse_denoised(value)
-
-
-def _parse_denoised(items: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise click.BadParameter(f"{item!r} is not NAME=PATH", param_hint="--denoised")
-        if name in out or name in ("clean", "noisy"):
-            raise click.BadParameter(
-                f"name {name!r} is used twice or reserved", param_hint="--denoised"
-            )
-        out[name.strip()] = path.strip()
-    return out
-
-
 @click.command()
 @click.option("--clean", "clean_path", default=None, help="Reference (clean) cube file.")
 @click.option("--noisy", "noisy_path", default=None, help="Noisy cube file.")
-@click.option(
-    "--denoised",
-    "denoised",
-    multiple=True,
-    metavar="NAME=PATH",
-    callback=_denoised_cb,
-    help="A denoised cube and the name to show (repeat for several methods).",
-)
+@options.denoised("A denoised cube and the name to show (repeat for several methods).")
 @click.option(
     "--results",
     "results_dir",
