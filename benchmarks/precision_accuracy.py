@@ -50,8 +50,12 @@ def main() -> None:
             continue
         cube = cube.astype(np.float64)
         clean_cube = ((cube - cube.min()) / (cube.max() - cube.min())).astype(np.float32)
+        done = set()
         for size in sizes:
             clean = np.ascontiguousarray(centre_crop(clean_cube[:31], (size, size)))
+            if clean.shape in done:  # a cube smaller than the crop: already scored whole
+                continue
+            done.add(clean.shape)
             for case in args.cases.split(","):
                 noisy = add_noise(clean, case, rng=0).astype(np.float32)
                 x = torch.from_numpy(noisy)[None]
