@@ -51,6 +51,7 @@ from .errors import InputError
 
 __all__ = [
     "COLUMNS",
+    "named_cubes",
     "MAD_SCALE",
     "STRIPE_WINDOW",
     "band_table",
@@ -254,7 +255,8 @@ def _wavelengths(wavelengths: Sequence[float] | None, bands: int) -> list[float 
     return wl
 
 
-def _cubes(noisy: Any, denoised: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+def named_cubes(noisy: Any, denoised: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    """``{"noisy": noisy, **denoised}`` as checked ``(bands, H, W)`` arrays of one shape."""
     ref = _check(noisy, "noisy")
     cubes = {"noisy": ref}
     for name, cube in (denoised or {}).items():
@@ -294,7 +296,7 @@ def band_table(
         int), ``wavelength`` (float or None), ``sigma`` and ``stripe_index`` (float, data
         units; NaN when undefined). Rows are ordered by cube, then band.
     """
-    cubes = _cubes(noisy, denoised)
+    cubes = named_cubes(noisy, denoised)
     ref = cubes["noisy"]
     wl = _wavelengths(wavelengths, ref.shape[0])
     # pixels missing in the input stay missing in every output
@@ -354,7 +356,7 @@ def summarise(
         ``residual_correlation_per_band`` and ``residual_rms`` (RMS of ``noisy -
         denoised`` over valid voxels). Undefined numbers are None (JSON null).
     """
-    cubes = _cubes(noisy, denoised)
+    cubes = named_cubes(noisy, denoised)
     ref = cubes["noisy"]
     if rows is None:
         rows = band_table(noisy, denoised, wavelengths=wavelengths, nodata=nodata)
@@ -443,7 +445,7 @@ def write_assessment(
         ``{"per_band": ..., "summary": ..., "report": ...}`` (no ``"report"`` when
         ``report=False``).
     """
-    cubes = _cubes(noisy, denoised)
+    cubes = named_cubes(noisy, denoised)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     others = {k: v for k, v in cubes.items() if k != "noisy"}

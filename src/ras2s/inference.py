@@ -252,6 +252,72 @@ def plan_tiles(
     return tile, overlap
 
 
+def _model_precision(model: torch.nn.Module) -> str:
+    """``"bf16"`` for a bfloat16 network, else ``"fp32"`` (for the memory model)."""
+    dtype = next(model.parameters(), torch.empty(0)).dtype
+    return "bf16" if dtype == torch.bfloat16 else "fp32"
+
+
+def _run_network(model: torch.nn.Module, device: torch.device, tile: np.ndarray) -> np.ndarray:
+    """One normalised ``(bands, h, w)`` float32 tile through ``model``; same shape, float32."""
+    with torch.inference_mode():
+        x = torch.from_numpy(tile).to(device).unsqueeze(0)
+        return model(x)[0].float().cpu().numpy()
+
+
+def _denoise_normalised(
+    data: np.ndarray,
+    dtype: np.dtype,
+    model: torch.nn.Module,
+    device: str | torch.device,
+    transform: Callable[[np.ndarray], np.ndarray],
+    progress: bool | dict[str, Any],
+    *,
+    tile: int | None,
+    overlap: int | None,
+    max_memory: int,
+    layout: str,
+) -> np.ndarray:
+    """Run ``model`` over ``data`` ``(bands, H, W)`` tile by tile.
+
+    Each tile is normalised by ``transform``; returns the float32 network output in the
+    caller's ``layout`` (not yet mapped back to the input's range and dtype).
+    """
+    torch_device = resolve_device(device)
+    model = model.to(torch_device).eval()
+    bands, height, width = data.shape
+    tiles, overlap = plan_tiles(
+        data.shape,
+        dtype,
+        max_memory=max_memory,
+        tile=tile,
+        overlap=overlap,
+        channels=getattr(getattr(model, "config", None), "channels", 14),
+        precision=_model_precision(model),
+    )
+    if isinstance(progress, bool):
+        progress = {"desc": "denoise", "unit": "tile", "leave": False} if progress else False
+    # The output is allocated in the caller's layout and filled through a bands-first
+    # view, so that no full-size transposed copy is ever made.
+    hwb = layout.upper() == "HWB"
+    buffer = np.empty((height, width, bands) if hwb else (bands, height, width), np.float32)
+    run_tiled(
+        data,
+        functools.partial(_run_network, model, torch_device),
+        out=buffer.transpose(2, 0, 1) if hwb else buffer,
+        tile=tiles,
+        overlap=overlap,
+        transform=transform,
+        progress=progress,
+    )
+    if not np.isfinite(buffer).all():
+        raise InputError(
+            f"the network returned NaN or Inf for the finite cube {data.shape}; "
+            "the weights are unusable for this input"
+        )
+    return buffer
+
+
 def denoise(
     cube: np.ndarray | torch.Tensor,
     weights: str | os.PathLike = "default",
@@ -362,51 +428,14 @@ def denoise(
         result = array.copy()
         return torch.from_numpy(result) if as_torch else result
 
-    torch_device = resolve_device(device)
     if model is None:
         from .weights import load_model
 
-        model = load_model(weights, torch_device, precision=precision)
-    else:
-        model = model.to(torch_device).eval()
-    channels = getattr(getattr(model, "config", None), "channels", 14)
-    model_dtype = next(model.parameters(), torch.empty(0)).dtype
-
-    tiles, overlap = plan_tiles(
-        data.shape,
-        array.dtype,
-        max_memory=max_memory,
-        tile=tile,
-        overlap=overlap,
-        channels=channels,
-        precision="bf16" if model_dtype == torch.bfloat16 else "fp32",
+        model = load_model(weights, resolve_device(device), precision=precision)
+    plan = {"tile": tile, "overlap": overlap, "max_memory": max_memory, "layout": layout}
+    buffer = _denoise_normalised(
+        data, array.dtype, model, device, _normaliser(lo, hi, fills), progress, **plan
     )
-
-    def run_network(tile_cube: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            x = torch.from_numpy(tile_cube).to(torch_device).unsqueeze(0)
-            return model(x)[0].float().cpu().numpy()
-
-    if isinstance(progress, bool):
-        progress = {"desc": "denoise", "unit": "tile", "leave": False} if progress else False
-    # The output is allocated in the caller's layout and filled through a bands-first
-    # view, so that no full-size transposed copy is ever made.
-    hwb = layout.upper() == "HWB"
-    buffer = np.empty((height, width, bands) if hwb else (bands, height, width), np.float32)
-    run_tiled(
-        data,
-        run_network,
-        out=buffer.transpose(2, 0, 1) if hwb else buffer,
-        tile=tiles,
-        overlap=overlap,
-        transform=_normaliser(lo, hi, fills),
-        progress=progress,
-    )
-    if not np.isfinite(buffer).all():
-        raise InputError(
-            f"the network returned NaN or Inf for the finite cube {array.shape}; "
-            "the weights are unusable for this input"
-        )
     result = denormalise(buffer, lo, hi, array.dtype, copy=False)
     return torch.from_numpy(result) if as_torch else result
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ..errors import InputError, OutputError
@@ -45,12 +43,7 @@ def assess(noisy_path, denoised, output, nodata, no_report, key, layout, force) 
     from ..assess import write_assessment
     from ..io import cube_nodata, read_cube
 
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder")
-    existing = [n for n in _OUTPUTS if (out / n).exists()]
-    if existing and not force:
-        raise OutputError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite")
+    out = options.output_folder(output, _OUTPUTS, force)
     if not out.parent.is_dir():
         raise OutputError(f"{out}: parent folder {out.parent} does not exist")
 

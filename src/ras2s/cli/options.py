@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import click
 
-from ..errors import InputError, Ras2sError, Terminated, sigterm_raises
+from ..errors import InputError, OutputError, Ras2sError, Terminated, sigterm_raises
 from ..precision import describe_auto
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "layout",
     "nodata",
     "output",
+    "output_folder",
     "parse_size",
     "precision",
     "quiet",
@@ -264,3 +266,18 @@ def denoised(help_text: str) -> Callable:
         callback=_parse_denoised,
         help=help_text,
     )
+
+
+def output_folder(output: str, names: Sequence[str], force: bool) -> Path:
+    """The output folder ``output`` as a Path, checked before any work.
+
+    :class:`OutputError` when it exists and is not a folder, or already holds one of
+    ``names`` without ``force``.
+    """
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")
+    existing = [n for n in names if (out / n).exists()]
+    if existing and not force:
+        raise OutputError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite")
+    return out

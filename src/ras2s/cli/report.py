@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from ..errors import InputError, OutputError
+from ..errors import InputError
 from . import options
 
 __all__ = ["parse_ints", "parse_pixels", "report"]
@@ -121,12 +119,7 @@ def report(
         raise InputError(
             "nothing to report: give --clean (with --noisy/--denoised) and/or --results"
         )
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder")
-    existing = [n for n in _OUTPUTS if (out / n).exists()]
-    if existing and not force:
-        raise OutputError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite")
+    out = options.output_folder(output, _OUTPUTS, force)
 
     cubes: dict[str, np.ndarray] = {}
     settings: dict[str, object] = {}

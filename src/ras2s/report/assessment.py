@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import figures
-from .html import _CSS, REPORT_NAME, _png_tag, _table_html
+from .html import REPORT_NAME, figures_html, table_html, write_page
 
 __all__ = ["RGB_NM", "assessment_report", "bands_by_wavelength"]
 
@@ -233,7 +233,7 @@ def _summary_html(summary: Mapping[str, Any]) -> str:
         ]
         for name, e in summary["cubes"].items()
     ]
-    return _table_html(header, [""] + ["right"] * 5, rows)
+    return table_html(header, [""] + ["right"] * 5, rows)
 
 
 def assessment_report(
@@ -272,19 +272,45 @@ def assessment_report(
     pathlib.Path
         ``out_dir / "report.html"``.
     """
-    from ..assess import _cubes, band_table, nodata_mask, summarise
+    from ..assess import band_table, named_cubes, nodata_mask, summarise
 
-    cubes = _cubes(noisy, denoised)
+    cubes = named_cubes(noisy, denoised)
     ref = cubes["noisy"]
     others = {k: v for k, v in cubes.items() if k != "noisy"}
     if rows is None:
         rows = band_table(ref, others, wavelengths=wavelengths, nodata=nodata)
     if summary is None:
         summary = summarise(ref, others, rows=rows, wavelengths=wavelengths, nodata=nodata)
-    mask = nodata_mask(ref, nodata)
-    shown = {n: _masked(c, mask) if mask.any() else c for n, c in cubes.items()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    made = _figures(out, cubes, rows, wavelengths, nodata_mask(ref, nodata))
+    sections = [
+        "<h2>Summary</h2>\n" + _summary_html(summary),
+        "<p>sigma: "
+        + html.escape(summary["sigma_method"])
+        + ". Stripe index: "
+        + html.escape(summary["stripe_method"])
+        + ". Sigma ratio: median over bands of "
+        "sigma after / sigma before. Residual correlation: median over bands of the "
+        "Pearson correlation of noisy - denoised with denoised (near 0: only noise "
+        "removed). Per-band values are in per_band.csv.</p>",
+        "<h2>Figures</h2>\n" + figures_html(out, made),
+        "<h2>summary.json</h2>\n<pre>" + html.escape(json.dumps(summary, indent=2)) + "</pre>",
+    ]
+    return write_page(out / REPORT_NAME, title, sections)
+
+
+def _figures(
+    out: Path,
+    cubes: Mapping[str, np.ndarray],
+    rows: list[dict[str, Any]],
+    wavelengths: Sequence[float] | None,
+    mask: np.ndarray,
+) -> list[tuple[str, str]]:
+    """Draw the report's PNG figures into ``out``; ``(file name, caption)`` of each."""
+    ref = cubes["noisy"]
+    others = [k for k in cubes if k != "noisy"]
+    shown = {n: _masked(c, mask) if mask.any() else c for n, c in cubes.items()}
     sigma = np.array([r["sigma"] for r in rows if r["cube"] == "noisy"])
     stripes = np.array([r["stripe_index"] for r in rows if r["cube"] == "noisy"])
     idx = bands_by_wavelength(wavelengths, ref.shape[0])
@@ -326,32 +352,4 @@ def assessment_report(
     pixels = _pick_pixels(mask)
     _spectra_figure(shown, pixels, wavelengths, out / "spectra.png")
     made.append(("spectra.png", f"Spectra at pixels (y, x) {pixels}"))
-
-    sections = [
-        "<h2>Summary</h2>\n" + _summary_html(summary),
-        "<p>sigma: "
-        + html.escape(summary["sigma_method"])
-        + ". Stripe index: "
-        + html.escape(summary["stripe_method"])
-        + ". Sigma ratio: median over bands of "
-        "sigma after / sigma before. Residual correlation: median over bands of the "
-        "Pearson correlation of noisy - denoised with denoised (near 0: only noise "
-        "removed). Per-band values are in per_band.csv.</p>",
-        "<h2>Figures</h2>\n"
-        + "\n".join(
-            f"<figure>{_png_tag(out / name, name)}<figcaption>{html.escape(caption)}"
-            "</figcaption></figure>"
-            for name, caption in made
-        ),
-        "<h2>summary.json</h2>\n<pre>" + html.escape(json.dumps(summary, indent=2)) + "</pre>",
-    ]
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
-    )
-    target = out / REPORT_NAME
-    tmp = target.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return made

@@ -20,7 +20,17 @@ from ras2s.io import write_text_atomically
 
 from . import figures
 
-__all__ = ["REPORT_NAME", "build_report", "csv_to_html", "markdown_to_html", "metrics_table"]
+__all__ = [
+    "REPORT_NAME",
+    "build_report",
+    "csv_to_html",
+    "figures_html",
+    "markdown_to_html",
+    "metrics_table",
+    "png_tag",
+    "table_html",
+    "write_page",
+]
 
 #: File name of the HTML page inside the output folder.
 REPORT_NAME = "report.html"
@@ -64,7 +74,8 @@ def _align(spec: str) -> str:
     return "left" if s.startswith(":") else ""
 
 
-def _table_html(header: list[str], aligns: list[str], rows: list[list[str]]) -> str:
+def table_html(header: list[str], aligns: list[str], rows: list[list[str]]) -> str:
+    """An HTML table; ``aligns`` holds one CSS text-align (or "") per column."""
     def cell(tag: str, text: str, align: str) -> str:
         style = f' style="text-align:{align}"' if align else ""
         return f"<{tag}{style}>{_inline(text)}</{tag}>"
@@ -127,7 +138,7 @@ def markdown_to_html(text: str) -> str:
             while i < len(lines) and lines[i].strip().startswith("|"):
                 rows.append(_cells(lines[i]))
                 i += 1
-            out.append(_table_html(header, aligns, rows))
+            out.append(table_html(header, aligns, rows))
             continue
         heading = re.match(r"^(#{1,6})\s+(.*)$", stripped)
         if heading:
@@ -155,7 +166,7 @@ def csv_to_html(text: str) -> str:
     rows = [r for r in csv.reader(io.StringIO(text)) if r]
     if not rows:
         return ""
-    return _table_html(rows[0], [""] * len(rows[0]), rows[1:])
+    return table_html(rows[0], [""] * len(rows[0]), rows[1:])
 
 
 # ---------------------------------------------------------------------- metrics
@@ -209,18 +220,38 @@ def _metrics_html(rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    return _table_html(header, ["", "right", "right", "right", "right"], body)
+    return table_html(header, ["", "right", "right", "right", "right"], body)
 
 
 # ----------------------------------------------------------------------- report
-def _png_tag(path: Path, alt: str) -> str:
+def png_tag(path: Path, alt: str) -> str:
+    """An ``<img>`` embedding the PNG file ``path`` as a data URI."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+def figures_html(folder: Path, made: Sequence[tuple[str, str]]) -> str:
+    """``<figure>`` elements embedding each ``(png name in folder, caption)``."""
+    return "\n".join(
+        f"<figure>{png_tag(folder / name, name)}<figcaption>{html.escape(caption)}"
+        "</figcaption></figure>"
+        for name, caption in made
+    )
+
+
+def write_page(path: Path, title: str, sections: Sequence[str]) -> Path:
+    """Write a self-contained HTML page (the report style) atomically; return ``path``."""
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
+    )
+    return write_text_atomically(path, page)
+
+
 def _settings_html(settings: Mapping[str, Any]) -> str:
     rows = [[str(k), json.dumps(v) if not isinstance(v, str) else v] for k, v in settings.items()]
-    return _table_html(["setting", "value"], ["", ""], rows)
+    return table_html(["setting", "value"], ["", ""], rows)
 
 
 def _default_pixels(shape: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -316,12 +347,7 @@ def build_report(
         sections.append(tables_html)
     info.update(dict(settings or {}))
     sections.append("<h2>Settings</h2>\n" + _settings_html(info))
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
-    )
-    return write_text_atomically(out / REPORT_NAME, page)
+    return write_page(out / REPORT_NAME, title, sections)
 
 
 def _cube_sections(
@@ -373,12 +399,7 @@ def _cube_sections(
         made.append(("spectral_difference.png", "Absolute error per band at chosen pixels"))
         figures.per_band_psnr_figure(ref, cubes, path=out / "per_band_psnr.png")
         made.append(("per_band_psnr.png", "PSNR of every band"))
-    figures_html = "\n".join(
-        f"<figure>{_png_tag(out / name, name)}<figcaption>{html.escape(caption)}"
-        f"</figcaption></figure>"
-        for name, caption in made
-    )
-    return [*sections, "<h2>Figures</h2>\n" + figures_html]
+    return [*sections, "<h2>Figures</h2>\n" + figures_html(out, made)]
 
 
 def _results_dir_html(folder: Path) -> str:
