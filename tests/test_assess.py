@@ -6,7 +6,7 @@ import pytest
 
 from ras2s import assess
 from ras2s.errors import InputError
-from ras2s.report.assessment import bands_by_wavelength
+from ras2s.report.assessment import bands_by_wavelength, write_assessment
 
 
 def smooth_cube(bands=8, h=128, w=128, scale=1000.0):
@@ -126,7 +126,7 @@ def test_write_assessment(tmp_path, rng):
     clean = smooth_cube(bands=6, h=48, w=40)
     noisy = clean + 10 * rng.standard_normal(clean.shape)
     noisy[:, :4] = -9999
-    written = assess.write_assessment(
+    written = write_assessment(
         tmp_path / "out",
         noisy,
         {"oracle": np.where(noisy == -9999, -9999, clean)},

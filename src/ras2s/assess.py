@@ -31,17 +31,14 @@ data units (no normalisation):
 
 :func:`band_table` gives these in long form, one row per cube and band (the rows of
 ``per_band.csv``); :func:`summarise` gives medians and the residual correlations (the
-``summary.json``); :func:`write_assessment` writes both plus ``report.html``.
+``summary.json``); :func:`ras2s.report.assessment.write_assessment` writes both plus
+``report.html``.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,8 +57,6 @@ __all__ = [
     "residual_correlation",
     "stripe_index",
     "summarise",
-    "write_assessment",
-    "write_band_table",
 ]
 
 #: Columns of :func:`band_table` rows and of ``per_band.csv``, in this order.
@@ -404,69 +399,3 @@ def summarise(
             )
         summary["cubes"][name] = entry
     return summary
-
-
-def write_band_table(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Write :func:`band_table` rows as CSV (columns :data:`COLUMNS`; NaN and None empty)."""
-    path = Path(path)
-
-    def cell(value: Any) -> Any:
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            return ""
-        return f"{value:.6g}" if isinstance(value, float) else value
-
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow([cell(row[c]) for c in COLUMNS])
-    return path
-
-
-def write_assessment(
-    out_dir: str | os.PathLike,
-    noisy: Any,
-    denoised: Mapping[str, Any] | None = None,
-    *,
-    wavelengths: Sequence[float] | None = None,
-    nodata: float | None = None,
-    settings: Mapping[str, Any] | None = None,
-    report: bool = True,
-) -> dict[str, Path]:
-    """Assess ``noisy`` (and denoised versions) and write the results into ``out_dir``.
-
-    Writes ``per_band.csv`` (:func:`band_table`), ``summary.json`` (:func:`summarise`,
-    plus ``settings``) and, with ``report=True``, ``report.html`` with its figures
-    (:func:`ras2s.report.assessment.assessment_report`; needs matplotlib).
-
-    Returns
-    -------
-    dict of str to pathlib.Path
-        ``{"per_band": ..., "summary": ..., "report": ...}`` (no ``"report"`` when
-        ``report=False``).
-    """
-    cubes = named_cubes(noisy, denoised)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    others = {k: v for k, v in cubes.items() if k != "noisy"}
-    rows = band_table(cubes["noisy"], others, wavelengths=wavelengths, nodata=nodata)
-    summary = summarise(cubes["noisy"], others, rows=rows, wavelengths=wavelengths, nodata=nodata)
-    if settings:
-        summary["settings"] = dict(settings)
-    written = {"per_band": write_band_table(rows, out / "per_band.csv")}
-    path = out / "summary.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    written["summary"] = path
-    if report:
-        from .report.assessment import assessment_report
-
-        written["report"] = assessment_report(
-            out,
-            cubes["noisy"],
-            others,
-            rows=rows,
-            summary=summary,
-            wavelengths=wavelengths,
-            nodata=nodata,
-        )
-    return written

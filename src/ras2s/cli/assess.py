@@ -40,8 +40,8 @@ def assess(noisy_path, denoised, output, nodata, no_report, key, layout, force) 
     median(|HH|)/0.6745 on the finest Haar diagonal detail of each band. --key and
     --layout apply to every file.
     """
-    from ..assess import write_assessment
     from ..io import cube_nodata, read_cube
+    from ..report.assessment import write_assessment
 
     out = options.output_folder(output, _OUTPUTS, force)
     if not out.parent.is_dir():

@@ -17,8 +17,11 @@ figures, each also saved as a PNG beside it and embedded as base64:
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
+import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -27,10 +30,18 @@ from typing import Any
 
 import numpy as np
 
+from ..assess import COLUMNS, band_table, named_cubes, nodata_mask, summarise
+from ..io import write_text_atomically
 from . import figures
 from .html import REPORT_NAME, figures_html, table_html, write_page
 
-__all__ = ["RGB_NM", "assessment_report", "bands_by_wavelength"]
+__all__ = [
+    "RGB_NM",
+    "assessment_report",
+    "bands_by_wavelength",
+    "write_assessment",
+    "write_band_table",
+]
 
 #: Target wavelengths (nm) of the red, green and blue channels of the false colour.
 RGB_NM = (650.0, 550.0, 460.0)
@@ -272,8 +283,6 @@ def assessment_report(
     pathlib.Path
         ``out_dir / "report.html"``.
     """
-    from ..assess import band_table, named_cubes, nodata_mask, summarise
-
     cubes = named_cubes(noisy, denoised)
     ref = cubes["noisy"]
     others = {k: v for k, v in cubes.items() if k != "noisy"}
@@ -353,3 +362,69 @@ def _figures(
     _spectra_figure(shown, pixels, wavelengths, out / "spectra.png")
     made.append(("spectra.png", f"Spectra at pixels (y, x) {pixels}"))
     return made
+
+
+def write_band_table(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write :func:`ras2s.assess.band_table` rows as CSV, atomically.
+
+    Columns :data:`ras2s.assess.COLUMNS`; NaN and None are written as empty cells.
+    """
+
+    def cell(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return ""
+        return f"{value:.6g}" if isinstance(value, float) else value
+
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([cell(row[c]) for c in COLUMNS])
+    return write_text_atomically(path, text.getvalue())
+
+
+def write_assessment(
+    out_dir: str | os.PathLike,
+    noisy: Any,
+    denoised: Mapping[str, Any] | None = None,
+    *,
+    wavelengths: Sequence[float] | None = None,
+    nodata: float | None = None,
+    settings: Mapping[str, Any] | None = None,
+    report: bool = True,
+) -> dict[str, Path]:
+    """Assess ``noisy`` (and denoised versions) and write the results into ``out_dir``.
+
+    Writes ``per_band.csv`` (:func:`ras2s.assess.band_table`), ``summary.json``
+    (:func:`ras2s.assess.summarise`,
+    plus ``settings``) and, with ``report=True``, ``report.html`` with its figures
+    (:func:`assessment_report`; needs matplotlib).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        ``{"per_band": ..., "summary": ..., "report": ...}`` (no ``"report"`` when
+        ``report=False``).
+    """
+    cubes = named_cubes(noisy, denoised)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    others = {k: v for k, v in cubes.items() if k != "noisy"}
+    rows = band_table(cubes["noisy"], others, wavelengths=wavelengths, nodata=nodata)
+    summary = summarise(cubes["noisy"], others, rows=rows, wavelengths=wavelengths, nodata=nodata)
+    if settings:
+        summary["settings"] = dict(settings)
+    written = {"per_band": write_band_table(rows, out / "per_band.csv")}
+    summary_text = json.dumps(summary, indent=2) + "\n"
+    written["summary"] = write_text_atomically(out / "summary.json", summary_text)
+    if report:
+        written["report"] = assessment_report(
+            out,
+            cubes["noisy"],
+            others,
+            rows=rows,
+            summary=summary,
+            wavelengths=wavelengths,
+            nodata=nodata,
+        )
+    return written

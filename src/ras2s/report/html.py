@@ -76,6 +76,7 @@ def _align(spec: str) -> str:
 
 def table_html(header: list[str], aligns: list[str], rows: list[list[str]]) -> str:
     """An HTML table; ``aligns`` holds one CSS text-align (or "") per column."""
+
     def cell(tag: str, text: str, align: str) -> str:
         style = f' style="text-align:{align}"' if align else ""
         return f"<{tag}{style}>{_inline(text)}</{tag}>"
