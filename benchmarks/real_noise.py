@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 import ras2s
-from ras2s.assess import band_table, summarise, write_assessment
+from ras2s.assess import band_table, summarise
 from ras2s.inference import denoise_classical
+from ras2s.report.assessment import write_assessment
 
 CUBES = {
     "HYDICE Urban": ("HYDICE_Urban_anomaly_crop/hydice.mat", None),
