@@ -807,6 +807,26 @@ def test_npy_header_larger_than_the_file_reported(tmp_path, ext):
         read_cube(path, layout="BHW")
 
 
+def test_tiff_whose_header_declares_more_than_the_file_is_reported(tmp_path, capfd):
+    import struct
+
+    import tifffile
+
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(small, np.zeros((8, 16, 16), np.uint16), planarconfig="separate")
+    data = bytearray(small.read_bytes())
+    with tifffile.TiffFile(small) as tif:
+        for tag in tif.pages.first.tags.values():
+            if tag.name in ("ImageWidth", "ImageLength"):
+                fmt = "<H" if tag.dtype == 3 else "<I"
+                struct.pack_into(fmt, data, tag.valueoffset, 60000)
+    huge = tmp_path / "huge.tif"
+    huge.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"huge\.tif: the TIFF declares .*53\.6 GiB.* 4,4"):
+        read_cube(huge)
+    assert capfd.readouterr().err == ""  # tifffile's own complaints stay quiet
+
+
 def test_special_files_refused_as_inputs(tmp_path):
     os.mkfifo(tmp_path / "pipe.npy")
     with pytest.raises(InputError, match="FIFO"):

@@ -518,9 +518,9 @@ def _read_h5(path: Path, key: str | None) -> _Raw:
 
 
 def _read_tiff(path: Path, key: str | None) -> _Raw:
-    log = logging.getLogger("tifffile")  # its warnings on bad files would reach stderr
+    log = logging.getLogger("tifffile")  # its warnings and errors on bad files reach stderr
     level = log.level
-    log.setLevel(logging.ERROR)
+    log.setLevel(logging.CRITICAL)
     try:
         return _read_tiff_quiet(path)
     finally:
@@ -530,6 +530,9 @@ def _read_tiff(path: Path, key: str | None) -> _Raw:
 def _read_tiff_quiet(path: Path) -> _Raw:
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
+        if all(page.compression == 1 for page in series.pages if page is not None):
+            # uncompressed: the pixels must fit in the file before anything is allocated
+            _check_declared(path, series.shape, series.dtype, path.stat().st_size, "the TIFF")
         data = series.asarray()
         axes = series.axes
         page = tif.pages.first
