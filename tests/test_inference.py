@@ -239,3 +239,25 @@ def test_a_network_returning_nan_is_refused(rng):
 
     with pytest.raises(InputError, match="NaN or Inf"):
         denoise(rng.random((4, 8, 8)).astype(np.float32), model=Broken())
+
+
+class _Scaled(torch.nn.Module):
+    """A 'network' returning its input times ``factor`` (plus ``offset``)."""
+
+    def __init__(self, factor: float, offset: float = 0.0):
+        super().__init__()
+        self.factor, self.offset = factor, offset
+
+    def forward(self, x):
+        return x * self.factor + self.offset
+
+
+@pytest.mark.parametrize("normalise", ["minmax", "percentile", "none"])
+def test_a_diverging_network_is_an_error_not_data(rng, normalise):
+    cube = rng.random((5, 16, 16)).astype(np.float32)
+    ok = denoise(cube, model=_Scaled(1.0, 0.5), normalise=normalise)  # shifted: still data
+    assert ok.shape == cube.shape
+    with pytest.raises(InputError, match="diverge"):
+        denoise(cube, model=_Scaled(1e6), normalise=normalise)
+    with pytest.raises(InputError, match="NaN or Inf"):
+        denoise(cube, model=_Scaled(float("nan")), normalise=normalise)

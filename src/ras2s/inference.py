@@ -252,6 +252,30 @@ def plan_tiles(
     return tile, overlap
 
 
+def _check_plausible(
+    output: np.ndarray,
+    extremes: tuple[float, float],
+    mapped: tuple[float, float],
+    shape: tuple[int, ...],
+) -> None:
+    """InputError when the network output leaves the input's range by more than 10 spans.
+
+    ``output`` is in the normalised domain, where the input's finite ``extremes`` map to
+    ``(e - lo) / (hi - lo)`` with ``mapped = (lo, hi)``. A denoiser stays near its
+    input's range; weights whose recurrence diverges on a cube (seen: +-2.5e6 for an
+    input in [0, 1]) would otherwise be mapped back and written as if they were data.
+    """
+    lo, hi = mapped
+    in_lo, in_hi = ((e - lo) / (hi - lo) for e in extremes)
+    span = max(in_hi - in_lo, 1e-12)
+    out_lo, out_hi = float(output.min()), float(output.max())
+    if out_lo < in_lo - 10 * span or out_hi > in_hi + 10 * span:
+        raise InputError(
+            f"the network output spans [{out_lo:.3g}, {out_hi:.3g}] for the cube {shape} "
+            f"normalised to [{in_lo:.3g}, {in_hi:.3g}]: the weights diverge on this input"
+        )
+
+
 def _model_precision(model: torch.nn.Module) -> str:
     """``"bf16"`` for a bfloat16 network, else ``"fp32"`` (for the memory model)."""
     dtype = next(model.parameters(), torch.empty(0)).dtype
@@ -436,6 +460,7 @@ def denoise(
     buffer = _denoise_normalised(
         data, array.dtype, model, device, _normaliser(lo, hi, fills), progress, **plan
     )
+    _check_plausible(buffer, _finite_range(data, nan_policy)[:2], (lo, hi), array.shape)
     result = denormalise(buffer, lo, hi, array.dtype, copy=False)
     return torch.from_numpy(result) if as_torch else result
 
