@@ -28,14 +28,7 @@ from ras2s.io import read_cube, write_cube
 
 from .conftest import DATA, OFFICIAL, csv_rows, need
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The machine is shared: one torch thread is faster and kinder here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -6,21 +6,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from ras2s.cli.evaluate import evaluate as evaluate_command
 from ras2s.io import write_cube
 
 from ..conftest import csv_rows
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The machine is shared: one torch thread is faster and kinder here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_failures_exit_2_and_the_others_are_written(tmp_path, cubes, tiny_weights, runner):

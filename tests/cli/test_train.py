@@ -40,35 +40,28 @@ for _command in (prepare_cmd, train_cmd, export_cmd):
     _cli.add_command(_command)
 
 
+def _tiny_train_args(store, out, *extra, steps: int = 1):
+    """``ras2s train`` arguments for a tiny model (C=4) trained ``steps`` steps, one epoch."""
+    return [
+        "train",
+        "--patches",
+        str(store),
+        "-o",
+        str(out),
+        "--max-steps",
+        str(steps),
+        *("--set channels=4 --set regions=2 --set batch_size=2 --set threads=1".split()),
+        *f"--set val_max_patches=2 --set steps_per_epoch={steps}".split(),
+        *extra,
+    ]
+
+
 def test_cli_train_then_export_loads_with_card(store, tmp_path):
     import ras2s
 
     runner = CliRunner()
     out = tmp_path / "run"
-    result = runner.invoke(
-        _cli,
-        [
-            "train",
-            "--patches",
-            str(store),
-            "-o",
-            str(out),
-            "--max-steps",
-            "2",
-            "--set",
-            "channels=4",
-            "--set",
-            "regions=2",
-            "--set",
-            "batch_size=2",
-            "--set",
-            "threads=1",
-            "--set",
-            "val_max_patches=2",
-            "--set",
-            "steps_per_epoch=2",
-        ],
-    )
+    result = runner.invoke(_cli, _tiny_train_args(store, out, steps=2))
     assert result.exit_code == 0, result.output
     saved = load_config(out / "config.yaml")
     assert saved.channels == 4 and saved.max_steps == 2 and saved.data == str(store)
@@ -109,21 +102,6 @@ def test_cli_prepare_band_mismatch_is_one_line_error(tmp_path):
     )
     assert ok.exit_code == 0, ok.output
     assert "4 training and 4 validation patches of 17 x 8 x 8" in ok.output
-
-
-def _tiny_train_args(store, out, *extra):
-    return [
-        "train",
-        "--patches",
-        str(store),
-        "-o",
-        str(out),
-        "--max-steps",
-        "1",
-        *("--set channels=4 --set regions=2 --set batch_size=2 --set threads=1".split()),
-        *("--set val_max_patches=2 --set steps_per_epoch=1".split()),
-        *extra,
-    ]
 
 
 def test_init_starts_from_the_given_weights(store, tmp_path, tiny_model, tiny_weights):
