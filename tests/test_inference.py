@@ -261,3 +261,53 @@ def test_a_diverging_network_is_an_error_not_data(rng, normalise):
         denoise(cube, model=_Scaled(1e6), normalise=normalise)
     with pytest.raises(InputError, match="NaN or Inf"):
         denoise(cube, model=_Scaled(float("nan")), normalise=normalise)
+
+
+# ------------------------------------------------------------------ band windows
+
+
+def test_band_window_runs_the_network_on_windows_of_that_many_bands(rng, tiny_model):
+    from ras2s.tiling import run_band_windows
+
+    cube = _cube(rng, shape=(20, 16, 16))
+    lo, hi = cube.min(), cube.max()
+
+    def network(x):
+        with torch.inference_mode():
+            return tiny_model(torch.from_numpy(x)[None])[0].numpy()
+
+    expected = run_band_windows(network, (cube - lo) / (hi - lo), 8, 2) * (hi - lo) + lo
+    out = denoise(cube, model=tiny_model, band_window=8)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-3)
+    whole = denoise(cube, model=tiny_model, band_window=None)
+    assert np.abs(out - whole).max() > 1e-3  # windows are not the whole sequence
+    assert np.array_equal(denoise(cube, model=tiny_model, band_window=20), whole)
+
+
+def test_band_window_auto_follows_the_weights_card(rng, tiny_model, monkeypatch):
+    from ras2s.inference import resolve_band_window
+
+    cube = _cube(rng, shape=(40, 16, 16))
+    monkeypatch.setattr(tiny_model, "card", {"inference": {"band_window": 12}}, raising=False)
+    assert resolve_band_window("auto", tiny_model) == 12
+    np.testing.assert_array_equal(
+        denoise(cube, model=tiny_model), denoise(cube, model=tiny_model, band_window=12)
+    )
+    assert resolve_band_window(None, tiny_model) is None
+    assert resolve_band_window(0, tiny_model) is None
+    monkeypatch.setattr(tiny_model, "card", {}, raising=False)  # e.g. the authors' weights
+    assert resolve_band_window("auto", tiny_model) is None
+    for bad in (2, 1.5, "31", True):
+        with pytest.raises(InputError, match="band_window"):
+            resolve_band_window(bad, tiny_model)
+
+
+def test_band_windows_let_the_memory_budget_take_larger_tiles():
+    from ras2s.inference import plan_tiles
+
+    shape = (189, 1024, 1024)
+    whole, _ = plan_tiles(shape, np.float32, max_memory=2 << 30)
+    windowed, _ = plan_tiles(shape, np.float32, max_memory=2 << 30, band_window=31)
+    assert windowed[0] * windowed[1] > whole[0] * whole[1]
+    assert network_bytes(189, 100, band_window=31) == network_bytes(31, 100) + 8 * 189 * 100
+    assert network_bytes(20, 100, band_window=31) == network_bytes(20, 100)

@@ -560,3 +560,47 @@ def test_balanced_tile_keeps_the_tile_count_and_wastes_less(length, tile, overla
 def test_balanced_tile_at_512_computes_far_less_than_the_largest_tile():
     assert balanced_tile(512, 512, 448, 32) == (272, 272)
     assert balanced_tile(200, 512, 448, 32) == (200, 272)
+
+
+# --------------------------------------------------------------- band windows
+
+
+def test_band_windows_cover_every_band_and_end_at_the_last():
+    from ras2s.tiling import band_window_starts
+
+    for bands, window, overlap in [(189, 31, 8), (40, 31, 8), (32, 31, 0), (10, 3, 1)]:
+        starts = band_window_starts(bands, window, overlap)
+        covered = np.zeros(bands, bool)
+        for s in starts:
+            covered[s : s + window] = True
+        assert covered.all() and starts[0] == 0 and starts[-1] + window == bands
+        assert all(b - a <= window - overlap for a, b in zip(starts[:-1], starts[1:], strict=True))
+    assert band_window_starts(31, 31, 8) == [0] and band_window_starts(12, 31, 8) == [0]
+    with pytest.raises(InputError, match="smaller than the window"):
+        band_window_starts(50, 8, 8)
+
+
+def test_run_band_windows_is_exact_for_band_wise_maps_and_blends_otherwise():
+    from ras2s.tiling import run_band_windows
+
+    rng = np.random.default_rng(3)
+    tile = rng.random((70, 5, 6)).astype(np.float32)
+    calls = []
+
+    def affine(x):
+        calls.append(x.shape[0])
+        return 2 * x + 1
+
+    out = run_band_windows(affine, tile, 31, 8)
+    np.testing.assert_allclose(out, 2 * tile + 1, rtol=1e-6)
+    assert out.dtype == np.float32 and set(calls) == {31}
+    # a map that depends on the window (its mean) gives each band a blend of windows
+    out = run_band_windows(lambda x: np.full_like(x, x.mean()), tile, 31, 8)
+    means = [tile[s : s + 31].mean() for s in (0, 23, 39)]
+    assert out[0, 0, 0] == pytest.approx(means[0], rel=1e-6)  # only the first window
+    assert out[-1, 0, 0] == pytest.approx(means[-1], rel=1e-6)  # only the last
+    shared = out[23:31, 0, 0]  # first and second windows: a convex blend of the two
+    assert np.all(shared >= min(means[:2]) - 1e-6) and np.all(shared <= max(means[:2]) + 1e-6)
+    # at most `window` bands: fn on the whole tile, untouched
+    short = tile[:31]
+    assert np.array_equal(run_band_windows(lambda x: x * 3, short, 31, 8), short * 3)

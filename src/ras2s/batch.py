@@ -51,6 +51,7 @@ class DenoiseSettings:
     device: str = "cpu"
     threads: int | None = None
     precision: str = "auto"
+    band_window: int | str | None = "auto"
     nan_policy: str = "error"
     normalise: str = "minmax"
     sigma: float | None = None
@@ -114,6 +115,7 @@ def denoise_file(
                 progress=settings.progress,
                 nan_policy=settings.nan_policy,
                 normalise=settings.normalise,
+                band_window=settings.band_window,
             )
         else:
             classical = functools.partial(

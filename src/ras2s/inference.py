@@ -19,11 +19,12 @@ import torch
 
 from .cube import check_range, denormalise
 from .errors import InputError
-from .tiling import balanced_tile, run_tiled, tile_for_budget
+from .tiling import balanced_tile, run_band_windows, run_tiled, tile_for_budget
 
 GiB = 1 << 30
 DEFAULT_MAX_MEMORY = 2 * GiB
 DEFAULT_OVERLAP = 32
+DEFAULT_BAND_OVERLAP = 8
 NAN_POLICIES = ("error", "fill")
 NORMALISATIONS = ("minmax", "percentile", "none")
 PERCENTILES = (0.5, 99.5)
@@ -39,14 +40,55 @@ PER_PIXEL_BAND_BYTES = 240
 PER_PIXEL_BYTES = 5600
 
 
-def network_bytes(bands: int, pixels: int, channels: int = 14, precision: str = "fp32") -> int:
+def network_bytes(
+    bands: int,
+    pixels: int,
+    channels: int = 14,
+    precision: str = "fp32",
+    band_window: int | None = None,
+) -> int:
     """Estimated working memory (bytes) of RAS2S on one ``(bands, pixels)`` tile.
 
     ``precision`` is the network's resolved precision: bfloat16 activations take half
-    the bytes of float32 ones.
+    the bytes of float32 ones. With a ``band_window`` smaller than ``bands`` the network
+    sees ``band_window`` bands at a time, and the tile's float32 blend of the windows
+    (:func:`~ras2s.tiling.run_band_windows`: 8 bytes per band and pixel) is added.
     """
     scale = channels / 14 * (0.5 if precision == "bf16" else 1.0)
+    if band_window is not None and band_window < bands:
+        blend = 8 * bands * pixels
+        return network_bytes(band_window, pixels, channels, precision) + blend
     return int(scale * pixels * (PER_PIXEL_BAND_BYTES * bands + PER_PIXEL_BYTES))
+
+
+def resolve_band_window(band_window: int | str | None, model: torch.nn.Module) -> int | None:
+    """Bands per network run: ``None`` for the whole cube at once.
+
+    ``"auto"`` takes the weights card's ``inference.band_window``: weights trained only
+    on short band sequences (ours: 31-band windows) carry the length they were trained
+    on, because their recurrence can drift on much longer cubes; the authors' checkpoint
+    carries none. ``None`` or ``0`` runs the whole cube; an integer must be at least
+    ``2 * reach + 1`` (3 for the released architecture).
+    """
+    if band_window == "auto":
+        card = getattr(model, "card", None) or {}
+        band_window = (card.get("inference") or {}).get("band_window")
+    if band_window is None or band_window == 0:
+        return None
+    if isinstance(band_window, bool) or not isinstance(band_window, int):
+        raise InputError(f"band_window must be 'auto', None or an integer, got {band_window!r}")
+    reach = getattr(getattr(model, "config", None), "reach", 1)
+    if band_window < 2 * reach + 1:
+        raise InputError(
+            f"band_window must be at least {2 * reach + 1} bands (the attention window), "
+            f"got {band_window}"
+        )
+    return band_window
+
+
+def band_overlap(window: int) -> int:
+    """Bands shared by neighbouring band windows: 8, at most a quarter of the window."""
+    return min(DEFAULT_BAND_OVERLAP, window // 4)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -190,14 +232,16 @@ def choose_tile(
     fixed_bytes: int,
     channels: int = 14,
     precision: str = "fp32",
+    band_window: int | None = None,
 ) -> int:
     """Largest square tile side whose network memory fits ``max_memory - fixed_bytes``.
 
     Returns ``max(height, width)`` (one tile, the whole image) when the whole image fits.
     """
-    if network_bytes(bands, height * width, channels, precision) + fixed_bytes <= max_memory:
+    need = network_bytes(bands, height * width, channels, precision, band_window)
+    if need + fixed_bytes <= max_memory:
         return max(height, width)
-    per_pixel_band = network_bytes(bands, 1, channels, precision) / bands
+    per_pixel_band = network_bytes(bands, 1, channels, precision, band_window) / bands
     return tile_for_budget(bands, per_pixel_band, max_memory, fixed_bytes=fixed_bytes)
 
 
@@ -210,6 +254,7 @@ def plan_tiles(
     overlap: int | None = None,
     channels: int = 14,
     precision: str = "fp32",
+    band_window: int | None = None,
 ) -> tuple[int | tuple[int, int], int]:
     """The ``(tile, overlap)`` :func:`denoise` uses for a ``(bands, H, W)`` cube.
 
@@ -218,7 +263,8 @@ def plan_tiles(
     only the overlap is computed twice), giving ``(tile_h, tile_w)``; a given ``tile`` is
     used as is. ``overlap=None`` is 32 pixels, at most a quarter of the tile; the overlap
     is clipped below the tile and the image. ``precision`` is the network's resolved
-    precision (``"fp32"`` or ``"bf16"``, whose activations take half the memory).
+    precision (``"fp32"`` or ``"bf16"``, whose activations take half the memory);
+    ``band_window`` the bands per network run (:func:`resolve_band_window`).
     """
     bands, height, width = shape
     automatic = tile is None
@@ -237,6 +283,7 @@ def plan_tiles(
             fixed_bytes=fixed_bytes(shape, dtype),
             channels=channels,
             precision=precision,
+            band_window=band_window,
         )
     if overlap is None:
         overlap = min(DEFAULT_OVERLAP, max(0, tile // 4))
@@ -282,8 +329,17 @@ def _model_precision(model: torch.nn.Module) -> str:
     return "bf16" if dtype == torch.bfloat16 else "fp32"
 
 
-def _run_network(model: torch.nn.Module, device: torch.device, tile: np.ndarray) -> np.ndarray:
-    """One normalised ``(bands, h, w)`` float32 tile through ``model``; same shape, float32."""
+def _run_network(
+    model: torch.nn.Module, device: torch.device, tile: np.ndarray, band_window: int | None = None
+) -> np.ndarray:
+    """One normalised ``(bands, h, w)`` float32 tile through ``model``; same shape, float32.
+
+    With a ``band_window`` smaller than ``bands`` the network runs on overlapping windows
+    of that many bands, blended (:func:`~ras2s.tiling.run_band_windows`).
+    """
+    if band_window is not None and band_window < tile.shape[0]:
+        run = functools.partial(_run_network, model, device)
+        return run_band_windows(run, tile, band_window, band_overlap(band_window))
     with torch.inference_mode():
         x = torch.from_numpy(tile).to(device).unsqueeze(0)
         return model(x)[0].float().cpu().numpy()
@@ -301,6 +357,7 @@ def _denoise_normalised(
     overlap: int | None,
     max_memory: int,
     layout: str,
+    band_window: int | None = None,
 ) -> np.ndarray:
     """Run ``model`` over ``data`` ``(bands, H, W)`` tile by tile.
 
@@ -318,6 +375,7 @@ def _denoise_normalised(
         overlap=overlap,
         channels=getattr(getattr(model, "config", None), "channels", 14),
         precision=_model_precision(model),
+        band_window=band_window,
     )
     if isinstance(progress, bool):
         progress = {"desc": "denoise", "unit": "tile", "leave": False} if progress else False
@@ -327,7 +385,7 @@ def _denoise_normalised(
     buffer = np.empty((height, width, bands) if hwb else (bands, height, width), np.float32)
     run_tiled(
         data,
-        functools.partial(_run_network, model, torch_device),
+        functools.partial(_run_network, model, torch_device, band_window=band_window),
         out=buffer.transpose(2, 0, 1) if hwb else buffer,
         tile=tiles,
         overlap=overlap,
@@ -358,6 +416,7 @@ def denoise(
     nodata: float | None = None,
     skip_bands: Sequence[int] | None = None,
     precision: str = "auto",
+    band_window: int | str | None = "auto",
 ) -> np.ndarray | torch.Tensor:
     """Denoise a hyperspectral cube with RAS2S.
 
@@ -403,6 +462,12 @@ def denoise(
         float32), ``"fp32"`` or ``"bf16"`` (see :mod:`ras2s.precision`); used when the
         weights are loaded here. A given ``model`` runs in its own precision. bfloat16
         halves the network's working memory, so ``max_memory`` allows larger tiles.
+    band_window:
+        Bands per network run. ``"auto"`` (default): what the weights' card asks for
+        (the shipped weights, trained on 31-band sequences: 31; the authors' checkpoint:
+        the whole cube); ``None`` or ``0``: the whole cube; an integer ``N``: cubes of
+        more than ``N`` bands are denoised in windows of ``N`` consecutive bands that
+        overlap by ``min(8, N // 4)`` bands and are blended (raised-cosine ramps).
 
     Returns
     -------
@@ -433,6 +498,7 @@ def denoise(
                 normalise=normalise,
                 model=model,
                 precision=precision,
+                band_window=band_window,
             ),
             layout=layout,
             nodata=nodata,
@@ -456,7 +522,13 @@ def denoise(
         from .weights import load_model
 
         model = load_model(weights, resolve_device(device), precision=precision)
-    plan = {"tile": tile, "overlap": overlap, "max_memory": max_memory, "layout": layout}
+    plan = {
+        "tile": tile,
+        "overlap": overlap,
+        "max_memory": max_memory,
+        "layout": layout,
+        "band_window": resolve_band_window(band_window, model),
+    }
     buffer = _denoise_normalised(
         data, array.dtype, model, device, _normaliser(lo, hi, fills), progress, **plan
     )

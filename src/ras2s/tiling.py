@@ -56,7 +56,16 @@ from tqdm import tqdm
 
 from ras2s.errors import InputError
 
-__all__ = ["Tile", "balanced_tile", "blend_window", "run_tiled", "tile_for_budget", "tile_grid"]
+__all__ = [
+    "Tile",
+    "balanced_tile",
+    "band_window_starts",
+    "blend_window",
+    "run_band_windows",
+    "run_tiled",
+    "tile_for_budget",
+    "tile_grid",
+]
 
 
 @dataclass(frozen=True)
@@ -435,6 +444,68 @@ def _accumulate(
         current += delta
     if fresh.any():
         np.copyto(current, result, where=fresh)
+
+
+# ---------------------------------------------------------------------------------------
+# long cubes through a model trained on short band sequences
+
+
+def band_window_starts(bands: int, window: int, overlap: int) -> list[int]:
+    """First bands of the windows of ``window`` consecutive bands covering ``bands`` bands.
+
+    The same geometry as the tiles along a spatial axis: windows start every
+    ``window - overlap`` bands and the last one ends at the last band.
+
+    >>> band_window_starts(189, 31, 8)
+    [0, 23, 46, 69, 92, 115, 138, 158]
+    >>> band_window_starts(31, 31, 8)
+    [0]
+    """
+    window = _integer("band window", window, 1)
+    overlap = _integer("band overlap", overlap, 0)
+    if overlap >= window:
+        raise InputError(f"band overlap ({overlap}) must be smaller than the window ({window})")
+    return _axis(_integer("bands", bands, 1), window, overlap)[1]
+
+
+def run_band_windows(
+    fn: Callable[[np.ndarray], np.ndarray], tile: np.ndarray, window: int, overlap: int
+) -> np.ndarray:
+    """``fn`` over overlapping windows of consecutive bands, blended along the bands.
+
+    For a sequence model trained on sequences of ``window`` bands, run on longer cubes:
+    each window of :func:`band_window_starts` goes through ``fn`` on its own and the
+    results are blended with the raised-cosine ramps of :func:`blend_window` over the
+    shared bands (weights summing to 1 there). A tile of at most ``window`` bands goes
+    through ``fn`` whole, unchanged.
+
+    Parameters
+    ----------
+    fn:
+        Maps a float32 ``(window, h, w)`` array to an array of the same shape.
+    tile:
+        Float32 ``(bands, h, w)``.
+    window, overlap:
+        Bands per window (``>= 1``) and bands shared by neighbours (``< window``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Float32 ``(bands, h, w)``.
+    """
+    bands = tile.shape[0]
+    if bands <= window:
+        return fn(tile)
+    starts = band_window_starts(bands, window, overlap)
+    out = np.zeros(tile.shape, np.float64)
+    total = np.zeros(bands)
+    for k, start in enumerate(starts):
+        before, after = _shared(starts, window, k)
+        weight = _ramp(window, before, after)
+        part = fn(np.ascontiguousarray(tile[start : start + window]))
+        out[start : start + window] += weight[:, None, None] * part
+        total[start : start + window] += weight
+    return (out / total[:, None, None]).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------

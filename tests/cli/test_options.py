@@ -70,3 +70,28 @@ def test_every_command_is_registered():
         "train",
         "export",
     }
+
+
+def test_band_window_option_parses_auto_none_and_counts():
+    import click
+    from click.testing import CliRunner
+
+    from ras2s.cli import options
+
+    @click.command()
+    @options.band_window
+    def show(band_window):
+        click.echo(repr(band_window))
+
+    runner = CliRunner()
+    for given, shown in [
+        ([], "'auto'"),
+        (["--band-window", "none"], "None"),
+        (["--band-window", "0"], "None"),
+        (["--band-window", "31"], "31"),
+    ]:
+        result = runner.invoke(show, given)
+        assert result.exit_code == 0 and result.output.strip() == shown, (given, result.output)
+    for bad in ("2", "many"):
+        result = runner.invoke(show, ["--band-window", bad])
+        assert result.exit_code == 2 and "--band-window" in result.output

@@ -78,6 +78,7 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
 @options.device
 @options.threads
 @options.precision
+@options.band_window
 @click.option(
     "--nan-policy",
     type=click.Choice(["error", "fill"]),

@@ -90,6 +90,7 @@ def _keys(values: tuple[str, ...]) -> str | dict[str, str] | None:
 @options.device
 @options.threads
 @options.precision
+@options.band_window
 @options.keys
 @options.layout
 @options.quiet
@@ -108,6 +109,7 @@ def evaluate(
     device,
     threads,
     precision,
+    band_window,
     keys,
     layout,
     quiet,
@@ -140,6 +142,7 @@ def evaluate(
         progress=not quiet and sys.stderr.isatty(),
         device=device,
         precision=precision,
+        band_window=band_window,
         key=_keys(keys),
         layout=layout,
         command=shlex.join(["ras2s", "evaluate", *sys.argv[2:]])

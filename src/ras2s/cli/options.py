@@ -33,6 +33,7 @@ __all__ = [
     "output",
     "output_folder",
     "parse_size",
+    "band_window",
     "precision",
     "quiet",
     "set_threads",
@@ -227,6 +228,40 @@ precision = click.option(
     help="Arithmetic of the network: fp32 (exact), bf16 (faster where the CPU or GPU "
     "computes it natively, about 0.13 dB lower MPSNR), or auto: the fastest that keeps "
     f"within 0.05 dB of fp32 ({describe_auto('cpu')}).",
+)
+
+
+class BandWindowType(click.ParamType):
+    """``--band-window``: ``auto``, ``none`` (or 0), or a number of bands."""
+
+    name = "auto|none|N"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if text in ("none", "0"):
+            return None
+        try:
+            bands = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is not auto, none or a number of bands", param, ctx)
+        if bands < 3:
+            self.fail(f"a band window needs at least 3 bands, got {bands}", param, ctx)
+        return bands
+
+
+band_window = click.option(
+    "--band-window",
+    type=BandWindowType(),
+    default="auto",
+    show_default=True,
+    help="Bands per network run: cubes with more bands are denoised in overlapping "
+    "windows of that many bands, blended. auto: what the weights' card asks for (the "
+    "shipped weights, trained on 31-band sequences: 31; the authors': the whole cube); "
+    "none: the whole cube at once.",
 )
 
 

@@ -108,6 +108,7 @@ def evaluate(
     layout: str | None = None,
     command: str | None = None,
     precision: str = "auto",
+    band_window: int | str | None = "auto",
 ) -> Results:
     """Score denoisers on noisy versions of clean cubes; write CSV, JSON and a table.
 
@@ -156,6 +157,9 @@ def evaluate(
     precision : {"auto", "fp32", "bf16"}
         Precision of the network (see :mod:`ras2s.precision`); the resolved one is
         recorded with the weights in ``results.json``.
+    band_window : "auto", int or None
+        Bands per network run (see :func:`ras2s.denoise`); the resolved value is
+        recorded with the weights.
 
     Returns
     -------
@@ -183,7 +187,9 @@ def evaluate(
         bands = [int(b) for b in bands]
     settings = run_settings(seed, crop, crop_size, bands, device)
     todo = find_images(images)
-    resolved, method_info, weights_info = resolve_methods(methods, weights, device, precision)
+    resolved, method_info, weights_info = resolve_methods(
+        methods, weights, device, precision, band_window
+    )
     record = Recorder(
         out_dir,
         settings=settings,

@@ -37,7 +37,11 @@ def _baselines() -> dict[str, Callable[..., np.ndarray]]:
 
 
 def resolve_methods(
-    methods: Sequence[str], weights: str | os.PathLike, device: Any, precision: str = "auto"
+    methods: Sequence[str],
+    weights: str | os.PathLike,
+    device: Any,
+    precision: str = "auto",
+    band_window: int | str | None = "auto",
 ) -> tuple[dict[str, Method], dict[str, Any], dict[str, Any] | None]:
     """Callables ``(noisy01, noise params) -> estimate``, method info, weights info."""
     names = [str(m).strip() for m in methods if str(m).strip()]
@@ -74,12 +78,14 @@ def resolve_methods(
             "config": model.config.to_dict(),
             "parameters": count_parameters(model),
             "precision": model.precision,
+            "band_window": inference.resolve_band_window(band_window, model),
         }
+        band_window = weights_info["band_window"]
         device = torch_device
     for name in names:
         if name == "ras2s":
             resolved[name] = lambda noisy, params, m=model: inference.denoise(
-                noisy, model=m, device=device, normalise="none"
+                noisy, model=m, device=device, normalise="none", band_window=band_window
             )
             info[name] = {
                 "kind": "ras2s.denoise with normalise='none': the network on the cube in the "
@@ -88,7 +94,7 @@ def resolve_methods(
             }
         elif name == "ras2s-denoise":
             resolved[name] = lambda noisy, params, m=model: inference.denoise(
-                noisy, model=m, device=device
+                noisy, model=m, device=device, band_window=band_window
             )
             info[name] = {
                 "kind": "ras2s.denoise (min-max normalises the noisy cube first)",
