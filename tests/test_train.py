@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,74 @@ def test_resume_gives_the_same_weights(store, tmp_path):
         torch.testing.assert_close(split[key], full[key], rtol=0, atol=1e-6, msg=key)
     assert (tmp_path / "full/config.yaml").is_file()
     assert (tmp_path / "full/logs/metrics.csv").is_file()
+
+
+def test_weight_average_resumes_exactly_and_is_what_export_writes(store, tmp_path):
+    from ras2s.train.export import export
+    from ras2s.train.run import fit
+    from ras2s.weights import load_model
+
+    fit(_cfg(store, tmp_path / "full", max_steps=4, ema_decay=0.5))
+    fit(
+        _cfg(store, tmp_path / "split", max_steps=4, ema_decay=0.5),
+        callbacks=(_StopAfterFirstEpoch(),),
+    )
+    fit(_cfg(store, tmp_path / "split", max_steps=4, ema_decay=0.5), resume=True)
+    full = _weights(tmp_path / "full/checkpoints/last.ckpt")
+    split = _weights(tmp_path / "split/checkpoints/last.ckpt")
+    assert any(k.startswith("ema.") for k in full)
+    for key in full:
+        torch.testing.assert_close(split[key], full[key], rtol=0, atol=1e-6, msg=key)
+    # the average is not the weights, and it is what export writes
+    name = next(k for k in full if k.startswith("model.") and k.endswith("weight"))
+    average = name.replace("model.", "ema.", 1)
+    assert (full[name] - full[average]).abs().max() > 1e-6
+    ckpt = torch.load(tmp_path / "full/checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["ras2s"]["ema_updates"] == 4
+    assert {"mpsnr", "raw_mpsnr"} <= set(ckpt["ras2s"]["history"][-1])
+    weights, card = export(tmp_path / "full/checkpoints/last.ckpt", tmp_path / "w.pt")
+    exported = load_model(weights, precision="fp32").state_dict()
+    torch.testing.assert_close(exported[name.removeprefix("model.")], full[average])
+    assert "moving average" in json.loads(card.read_text())["training"]["exported"]
+
+
+def test_weight_average_follows_its_formula_and_can_be_switched_on_at_resume(store, tmp_path):
+    from ras2s.train.run import fit
+    from ras2s.train.system import RAS2SSystem
+
+    system = RAS2SSystem(_cfg(store, tmp_path, ema_decay=0.9))
+    start = {k: v.clone() for k, v in system.ema.state_dict().items()}
+    with torch.no_grad():
+        for p in system.model.parameters():
+            p.add_(1.0)
+    system.update_ema()  # first update: d = min(0.9, 1/10) = 0.1
+    for key, value in system.ema.state_dict().items():
+        torch.testing.assert_close(value, start[key] + 0.9, msg=key)
+    # a run without an average, resumed with one: the average starts at its weights
+    fit(_cfg(store, tmp_path / "run", max_steps=2), callbacks=(_StopAfterFirstEpoch(),))
+    fit(_cfg(store, tmp_path / "run", max_steps=4, ema_decay=0.9), resume=True)
+    state = _weights(tmp_path / "run/checkpoints/last.ckpt")
+    assert any(k.startswith("ema.") for k in state)
+    # and back: an average in the checkpoint is dropped by a run without one
+    fit(_cfg(store, tmp_path / "run", max_steps=6), resume=True)
+    assert not any(k.startswith("ema.") for k in _weights(tmp_path / "run/checkpoints/last.ckpt"))
+    with pytest.raises(InputError, match="ema_decay"):
+        _cfg(store, tmp_path, ema_decay=1.0)
+
+
+def test_a_run_continued_from_a_copied_checkpoint_updates_that_file(store, tmp_path):
+    """The cross-session recipe: copy last.ckpt into a fresh folder, resume, copy it back."""
+    import shutil
+
+    from ras2s.train.run import fit
+
+    fit(_cfg(store, tmp_path / "a", max_steps=4), callbacks=(_StopAfterFirstEpoch(),))
+    moved = tmp_path / "b" / "checkpoints"
+    moved.mkdir(parents=True)
+    shutil.copy(tmp_path / "a/checkpoints/last.ckpt", moved / "last.ckpt")
+    fit(_cfg(store, tmp_path / "b", max_steps=4), resume=True)
+    assert torch.load(moved / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert not list(moved.glob("last-v*.ckpt"))
 
 
 class _SaveRankWeights(L.Callback):

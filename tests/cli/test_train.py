@@ -79,6 +79,9 @@ def test_cli_train_then_export_loads_with_card(store, tmp_path):
     assert card["noise"]["stages"] == [[0.0, "complex"]]
     assert card["data"]["held_out_files"][0]["file"] == "c3.npy"
     assert set(card["validation"]["last"]) >= {"mpsnr", "mssim", "sam"}
+    # trained on the store's band count only: longer cubes go in windows of it
+    bands = np.load(store / "train.npy", mmap_mode="r").shape[1]
+    assert card["inference"]["band_window"] == bands
     with torch.no_grad():
         assert model(torch.rand(1, 8, 8, 8)).shape == (1, 8, 8, 8)
     again = runner.invoke(

@@ -50,6 +50,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
     grad_clip: float | None = 1e6
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights
     lr_milestones: tuple[float, ...] = (5 / 90, 15 / 90, 25 / 90, 50 / 90)
     lr_factors: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05)
     # length
@@ -83,6 +84,8 @@ class TrainConfig:
             raise InputError("noise_stages must start with a stage at 0.0")
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         from ..noise import resolve_case
 
         for _, kind in self.noise_stages:

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import WeightsError
@@ -98,9 +99,29 @@ def build_card(
             "normalisation": m["normalisation"],
             "prepare_command": m.get("command"),
         }
+        card["inference"] = sequence_card(Path(data_dir))
     if extra:
         card.update(extra)
     return card
+
+
+def sequence_card(data_dir: Path) -> dict:
+    """The card's ``inference`` section: run long cubes in windows of the trained length.
+
+    The network was trained only on sequences of the patch store's band count; on much
+    longer cubes an under-trained recurrence can drift (seen: run 2 at step 1700 on the
+    189-band San Diego cube), so :func:`ras2s.denoise` runs such weights on overlapping
+    windows of that many bands (``band_window="auto"``).
+    """
+    train = data_dir / "train.npy"
+    if not train.is_file():
+        return {}
+    bands = int(np.load(train, mmap_mode="r").shape[1])
+    return {
+        "band_window": bands,
+        "why": f"trained on {bands}-band sequences only; longer cubes are denoised in "
+        f"overlapping {bands}-band windows (ras2s.denoise band_window='auto')",
+    }
 
 
 def export(
@@ -114,8 +135,10 @@ def export(
     ckpt = read_training_checkpoint(ckpt_path)
     cfg = ckpt["hyper_parameters"]["config"]
     model = RAS2S(RAS2SConfig(channels=cfg["channels"], regions=cfg["regions"], reach=cfg["reach"]))
+    # the weight average when the run kept one (ema_decay > 0), else the weights
+    prefix = "ema." if any(k.startswith("ema.") for k in ckpt["state_dict"]) else "model."
     state = {
-        k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
+        k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
     }
     try:
         model.load_state_dict(state, strict=True)
@@ -124,6 +147,12 @@ def export(
             f"{ckpt_path}: weights do not match the configured network ({err})"
         ) from None
     card = build_card(ckpt, data_dir, extra)
+    card["training"]["exported"] = (
+        f"exponential moving average of the weights (decay {cfg.get('ema_decay')}, "
+        f"{ckpt.get('ras2s', {}).get('ema_updates')} updates)"
+        if prefix == "ema."
+        else "the weights at the last step"
+    )
     run_dir = Path(ckpt_path).parent.parent
     noisy = run_dir / "val_noisy.json"
     if noisy.is_file():

@@ -39,6 +39,9 @@ def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Tra
         mode="max",
         save_top_k=1,
         save_last=True,
+        # always overwrite last.ckpt: with a copied-in last.ckpt (a run continued on a new
+        # machine) Lightning would otherwise write last-v1.ckpt and leave last.ckpt stale
+        enable_version_counter=False,
     )
     kwargs = dict(
         default_root_dir=out,
@@ -106,6 +109,8 @@ def fit(
     system = RAS2SSystem(cfg)
     if cfg.init and not resume:  # a resumed run restores its own weights
         initialise_from(system.model, cfg.init)
+        if system.ema is not None:  # the average starts at the initial weights
+            system.ema.load_state_dict(system.model.state_dict())
     trainer = build_trainer(cfg, callbacks, **trainer_overrides)
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)

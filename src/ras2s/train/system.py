@@ -6,6 +6,7 @@ optimiser, the schedules, on-the-fly noise and validation.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,13 @@ class RAS2SSystem(L.LightningModule):
     ----------
     config:
         The run's :class:`TrainConfig` (a plain dict is accepted, as saved in checkpoints).
+
+    With ``ema_decay > 0`` an exponential moving average of the weights is kept in
+    ``self.ema`` (a second :class:`RAS2S`, saved in the checkpoint, so a resumed run
+    continues it exactly): after every optimiser step ``ema += (1 - d) (w - ema)`` with
+    ``d = min(ema_decay, (1 + n) / (10 + n))``, ``n`` the updates so far (the warm-up lets
+    it follow the fast early changes). Validation scores the average (``mpsnr`` ...) and
+    the raw weights (``raw_mpsnr`` ...), and ``ras2s export`` exports the average.
     """
 
     def __init__(self, config: TrainConfig | dict) -> None:
@@ -42,6 +50,10 @@ class RAS2SSystem(L.LightningModule):
         # channels-last parameters: the fast convolution path for float32 and for
         # Lightning's bf16-mixed alike (see ras2s.precision)
         self.model = apply_precision(RAS2S(RAS2SConfig(**cfg.arch())), "fp32")
+        self.ema: RAS2S | None = None
+        self.ema_updates = 0
+        if cfg.ema_decay > 0:
+            self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.loss_fn = torch.nn.L1Loss() if cfg.loss == "l1" else torch.nn.MSELoss()
         self.history: list[dict] = []
         self.wall_time_s = 0.0
@@ -115,27 +127,48 @@ class RAS2SSystem(L.LightningModule):
         self._t0 = time.monotonic()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        """Accumulate training wall time (kept across resumes)."""
+        """Update the weight average; accumulate training wall time (kept across resumes)."""
+        if self.ema is not None:
+            self.update_ema()
         now = time.monotonic()
         if self._t0 is not None:
             self.wall_time_s += now - self._t0
         self._t0 = now
 
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """One step of the weight average towards the current weights."""
+        decay = min(self.cfg.ema_decay, (1 + self.ema_updates) / (10 + self.ema_updates))
+        averaged = list(self.ema.parameters()) + list(self.ema.buffers())
+        current = list(self.model.parameters()) + list(self.model.buffers())
+        torch._foreach_lerp_(averaged, current, 1.0 - decay)
+        self.ema_updates += 1
+
     # -- validation ------------------------------------------------------------------
     def validation_step(self, batch, batch_idx: int) -> None:
-        """Score the denoised fixed-noise validation patches."""
+        """Score the denoised fixed-noise validation patches (the average and the raw weights)."""
         noisy, clean = batch
-        out = self.model(noisy).float().cpu().numpy()
         ref = clean.float().cpu().numpy()
-        scores = np.array(
-            [
-                [metrics.mpsnr(o, r), metrics.mssim(o, r, convention="paper"), metrics.sam(o, r)]
-                for o, r in zip(out, ref, strict=True)
-            ]
-        )
-        n = len(scores)
-        for name, value in zip(("mpsnr", "mssim", "sam"), scores.mean(axis=0), strict=True):
-            self.log(f"val/{name}", float(value), batch_size=n, sync_dist=True, prog_bar=True)
+        nets = {"": self.ema if self.ema is not None else self.model}
+        if self.ema is not None:
+            nets["raw_"] = self.model
+        for prefix, net in nets.items():
+            out = net(noisy).float().cpu().numpy()
+            scores = np.array(
+                [
+                    [
+                        metrics.mpsnr(o, r),
+                        metrics.mssim(o, r, convention="paper"),
+                        metrics.sam(o, r),
+                    ]
+                    for o, r in zip(out, ref, strict=True)
+                ]
+            )
+            n = len(scores)
+            for name, value in zip(("mpsnr", "mssim", "sam"), scores.mean(axis=0), strict=True):
+                self.log(
+                    f"val/{prefix}{name}", float(value), batch_size=n, sync_dist=True, prog_bar=True
+                )
 
     def on_validation_epoch_end(self) -> None:
         """Append the epoch's validation figures to the history."""
@@ -147,9 +180,8 @@ class RAS2SSystem(L.LightningModule):
             "step": self.global_step,
             "wall_time_s": round(self.wall_time_s, 1),
         }
-        row |= {
-            k: round(float(m[f"val/{k}"]), 5) for k in ("mpsnr", "mssim", "sam") if f"val/{k}" in m
-        }
+        keys = ("mpsnr", "mssim", "sam", "raw_mpsnr", "raw_mssim", "raw_sam")
+        row |= {k: round(float(m[f"val/{k}"]), 5) for k in keys if f"val/{k}" in m}
         self.history.append(row)
 
     # -- checkpoint extras -----------------------------------------------------------
@@ -159,13 +191,34 @@ class RAS2SSystem(L.LightningModule):
             "history": list(self.history),
             "wall_time_s": self.wall_time_s,
             "total_steps": self.total_steps() if self._trainer is not None else None,
+            "ema_updates": self.ema_updates,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Restore the validation history and wall time."""
+        """Restore the validation history, wall time and weight average.
+
+        A checkpoint written without an average (an older run, or ``ema_decay`` switched
+        on at resume) starts the average at its weights; one written with an average
+        loaded into a run without one drops it.
+        """
         extra = checkpoint.get("ras2s", {})
         self.history = list(extra.get("history", []))
         self.wall_time_s = float(extra.get("wall_time_s", 0.0))
+        self.ema_updates = int(extra.get("ema_updates", 0))
+        state = checkpoint["state_dict"]
+        has_ema = any(k.startswith("ema.") for k in state)
+        if self.ema is not None and not has_ema:
+            state.update(
+                {
+                    f"ema.{k[len('model.') :]}": v
+                    for k, v in list(state.items())
+                    if k.startswith("model.")
+                }
+            )
+            self.ema_updates = 0
+        elif self.ema is None and has_ema:
+            for key in [k for k in state if k.startswith("ema.")]:
+                del state[key]
 
 
 class PatchDataModule(L.LightningDataModule):
