@@ -159,6 +159,9 @@ def test_resume_refuses_other_settings(tmp_path, cubes, tiny_weights):
         _run(cubes, out, tiny_weights, cases=["noniid"], seed=1)
     with pytest.raises(InputError, match="crop"):
         _run(cubes, out, tiny_weights, cases=["noniid"], crop=16)
+    with pytest.raises(InputError, match="band window None, not 3"):
+        _run(cubes, out, tiny_weights, cases=["noniid"], band_window=3)
+    assert json.loads((out / "results.json").read_text())["weights"]["band_window"] is None
 
 
 # ---------------------------------------------------------------------------- failures

@@ -259,7 +259,9 @@ def _torch_threads() -> int | None:
     return torch.get_num_threads()
 
 
-def _load_previous(result: Results, settings: Mapping[str, Any], weights_sha: str | None) -> dict:
+def _load_previous(
+    result: Results, settings: Mapping[str, Any], weights_info: Mapping[str, Any] | None
+) -> dict:
     """``results.json`` of an earlier run, refused when made with other settings or weights."""
     if not result.json_path.exists():
         return {}
@@ -274,12 +276,20 @@ def _load_previous(result: Results, settings: Mapping[str, Any], weights_sha: st
                 f"{out} holds results made with {name}={old[name]!r}, not {settings[name]!r}; "
                 "use another output folder or --no-resume"
             )
-    old_sha = (previous.get("weights") or {}).get("sha256")
+    old_weights, weights_info = previous.get("weights") or {}, weights_info or {}
+    old_sha, weights_sha = old_weights.get("sha256"), weights_info.get("sha256")
     if old_sha and weights_sha and old_sha != weights_sha:
         raise InputError(
             f"{out} holds results made with other weights (sha256 {old_sha[:12]}...); "
             "use another output folder or --no-resume"
         )
+    if old_sha and weights_sha and "band_window" in old_weights:
+        old_window, window = old_weights["band_window"], weights_info.get("band_window")
+        if old_window != window:
+            raise InputError(
+                f"{out} holds results made with band window {old_window}, not {window}; "
+                "use another output folder or --no-resume"
+            )
     return previous
 
 
@@ -323,8 +333,7 @@ class Recorder:
         self.settings, self.cases, self.methods = settings, cases, methods
         self.names = {i.name for i in images}
         self.method_info, self.weights_info = method_info, weights_info
-        sha = weights_info["sha256"] if weights_info else None
-        previous = _load_previous(self.result, settings, sha) if resume else {}
+        previous = _load_previous(self.result, settings, weights_info) if resume else {}
         if not resume:
             for path in (self.result.csv_path, self.result.json_path, self.result.table_path):
                 if path.exists():
