@@ -225,15 +225,24 @@ def info(path, key, layout, as_json) -> None:
 def _describe_plan(shape: tuple[int, int, int], dtype) -> str:
     """Tiles ``ras2s denoise`` uses under the default budget: ``4 x (272 x 272), overlap 32``.
 
-    For the precision ``--precision auto`` picks on this CPU.
+    For the default weights (and their band window) in the precision ``--precision auto``
+    picks on this CPU.
     """
-    from ..inference import plan_tiles
-    from ..tiling import tile_grid
+    from ..inference import band_overlap, plan_tiles, resolve_band_window
+    from ..tiling import band_window_starts, tile_grid
+    from ..weights import load_model
 
-    tile, overlap = plan_tiles(shape, dtype, precision=resolve_precision("auto", "cpu"))
+    window = resolve_band_window("auto", load_model("default", precision="fp32"))
+    tile, overlap = plan_tiles(
+        shape, dtype, precision=resolve_precision("auto", "cpu"), band_window=window
+    )
     grid = tile_grid(shape[1], shape[2], tile, overlap)
     height, width = grid[0].shape
-    return f"{len(grid)} x ({height} x {width}), overlap {overlap}"
+    plan = f"{len(grid)} x ({height} x {width}), overlap {overlap}"
+    if window is not None and window < shape[0]:
+        runs = len(band_window_starts(shape[0], window, band_overlap(window)))
+        plan += f"; {runs} windows of {window} bands each"
+    return plan
 
 
 @click.group()
