@@ -110,16 +110,30 @@ def test_skip_bands_pass_through_and_are_not_fed(rng):
 
 def test_nodata_left_out_of_normalisation_and_filled_with_band_mean(rng):
     cube = (rng.random((3, 12, 12)) * 10 + 100).astype(np.float32)
-    cube[:, 0, :] = -9999
+    cube[:, 5, 3:7] = -9999  # a hole inside the scene
     spy = Spy()
     out = ras2s.denoise(cube, model=spy, nodata=-9999)
     x = spy.seen[0][0].numpy()
-    assert x.min() >= 0 and x.max() <= 1 and x[:, 1:].min() == 0.0
-    lo, hi = cube[:, 1:].min(), cube[:, 1:].max()
-    means = (cube[:, 1:].mean(axis=(1, 2)) - lo) / (hi - lo)
-    np.testing.assert_allclose(x[:, 0, 0], means, atol=1e-5)
-    np.testing.assert_array_equal(out[:, 0], -9999)
-    np.testing.assert_allclose(out[:, 1:], cube[:, 1:], atol=1e-4)
+    valid = cube != -9999
+    assert x.shape == cube.shape and x.min() == 0.0 and x.max() == 1.0
+    lo, hi = cube[valid].min(), cube[valid].max()
+    means = (np.array([b[v].mean() for b, v in zip(cube, valid, strict=True)]) - lo) / (hi - lo)
+    np.testing.assert_allclose(x[:, 5, 3], means, atol=1e-5)
+    np.testing.assert_array_equal(out[:, 5, 3:7], -9999)
+    np.testing.assert_allclose(out[valid], cube[valid], atol=1e-4)
+
+
+def test_a_nodata_frame_is_cropped_away_before_the_network(rng):
+    cube = (rng.random((3, 12, 14)) * 10 + 100).astype(np.float32)
+    framed = np.full((3, 20, 20), -9999, np.float32)
+    framed[:, 3:15, 4:18] = cube
+    framed[1, 3, 4] = -9999  # missing in one band only: still inside the box
+    spy = Spy()
+    out = ras2s.denoise(framed, model=spy, nodata=-9999)
+    assert spy.seen[0].shape == (1, 3, 12, 14)  # only the box of valid pixels
+    np.testing.assert_array_equal(out[framed == -9999], -9999)
+    inside = framed[:, 3:15, 4:18] != -9999
+    np.testing.assert_allclose(out[:, 3:15, 4:18][inside], cube[inside], atol=1e-4)
 
 
 def test_nan_nodata_hwb_and_torch(rng):

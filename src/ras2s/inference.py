@@ -601,6 +601,26 @@ def parse_band_list(text: str | Sequence[int] | None, bands: int | None = None) 
     return out
 
 
+def _run_on_valid_box(
+    run: Callable[[np.ndarray], np.ndarray], work: np.ndarray, missing: np.ndarray | None
+) -> np.ndarray:
+    """``run`` on the bounding box of the pixels valid in some band; the rest is ``work``.
+
+    ``work`` ``(bands, H, W)``; ``missing`` its boolean nodata mask (or None: all valid).
+    Pixels outside the box are missing in every band, so the caller restores them.
+    """
+    if missing is None:
+        return run(work)
+    valid = ~missing.all(axis=0)
+    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    box = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    if work[box].shape == work.shape:
+        return run(work)
+    out = work.copy()
+    out[box] = run(np.ascontiguousarray(work[box]))
+    return out
+
+
 def denoise_masked(
     cube: np.ndarray | torch.Tensor,
     run: Callable[[np.ndarray], np.ndarray],
@@ -616,6 +636,9 @@ def denoise_masked(
       of that band's valid values before ``run``; as these fills lie within the valid
       values' range, the min-max normalisation inside ``run`` sees only valid values.
       They come back exactly as they were.
+    - ``run`` sees only the bounding box of the pixels valid in some band: a nodata
+      frame around a scene (a GeoTIFF's collar) is neither computed nor seen by the
+      network, whose image-wide statistics (HFComp) it would otherwise shift.
 
     Returns the same type, shape, layout and dtype as ``cube``; ``cube`` is not modified.
     """
@@ -651,7 +674,7 @@ def denoise_masked(
                 means = np.rint(means)
             for b in range(work.shape[0]):
                 work[b][missing[b]] = means[b]
-        out = run(work)
+        out = _run_on_valid_box(run, work, missing)
         if missing is not None:
             out[missing] = data[keep][missing]
         result[keep] = out
