@@ -128,6 +128,10 @@ def test_shipped_default_weights_load_with_their_card():
     card = W.resolve("default").with_suffix(".json")
     assert card.is_file()
     assert "validation" in card.read_text() or "val" in card.read_text()
+    # trained on 31-band windows: longer cubes are denoised in 31-band windows
+    assert model.card["inference"]["band_window"] == 31
+    assert model.card["training"]["exported"].startswith("exponential moving average")
+    assert W.resolve("default").stat().st_size < 4 << 20  # the size bound
 
 
 def test_saved_weights_have_a_normal_file_mode(tmp_path, tiny_model):

@@ -83,6 +83,12 @@ def test_info(runner, tmp_path, cube):
     assert result.exit_code == 0
     assert "bands: 6" in result.output and "height: 32" in result.output
     assert "default_tiles: 1 x (32 x 40)" in result.output  # fits the budget: one tile
+    long_cube = tmp_path / "long.npy"
+    np.save(long_cube, np.random.default_rng(0).random((70, 16, 16), dtype=np.float32))
+    result = _invoke(runner, "info", long_cube)
+    # the shipped weights were trained on 31-band sequences: 3 windows cover 70 bands
+    assert "1 x (16 x 16), overlap" in result.output
+    assert "3 windows of 31 bands each" in result.output
 
 
 def test_weights_list(runner):
