@@ -51,13 +51,14 @@ def network_bytes(
 
     ``precision`` is the network's resolved precision: bfloat16 activations take half
     the bytes of float32 ones. With a ``band_window`` smaller than ``bands`` the network
-    sees ``band_window`` bands at a time, and the tile's float32 blend of the windows
-    (:func:`~ras2s.tiling.run_band_windows`: 8 bytes per band and pixel) is added.
+    sees ``band_window`` bands at a time, and the tile's float64 accumulator of the
+    blended windows (:func:`~ras2s.tiling.run_band_windows`: 8 bytes per band and pixel)
+    is added.
     """
-    scale = channels / 14 * (0.5 if precision == "bf16" else 1.0)
     if band_window is not None and band_window < bands:
         blend = 8 * bands * pixels
         return network_bytes(band_window, pixels, channels, precision) + blend
+    scale = channels / 14 * (0.5 if precision == "bf16" else 1.0)
     return int(scale * pixels * (PER_PIXEL_BAND_BYTES * bands + PER_PIXEL_BYTES))
 
 

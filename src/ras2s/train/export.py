@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..errors import WeightsError
@@ -99,24 +98,21 @@ def build_card(
             "normalisation": m["normalisation"],
             "prepare_command": m.get("command"),
         }
-        card["inference"] = sequence_card(Path(data_dir))
+        card["inference"] = sequence_card(int(m["bands"]))
     if extra:
         card.update(extra)
     return card
 
 
-def sequence_card(data_dir: Path) -> dict:
+def sequence_card(bands: int) -> dict:
     """The card's ``inference`` section: run long cubes in windows of the trained length.
 
-    The network was trained only on sequences of the patch store's band count; on much
-    longer cubes an under-trained recurrence can drift (seen: run 2 at step 1700 on the
-    189-band San Diego cube), so :func:`ras2s.denoise` runs such weights on overlapping
-    windows of that many bands (``band_window="auto"``).
+    ``bands`` is the patch store's band count (its manifest's ``bands``). The network was
+    trained only on sequences that long; on much longer cubes an under-trained recurrence
+    can drift (seen: run 2 at step 1700 on the 189-band San Diego cube), so
+    :func:`ras2s.denoise` runs such weights on overlapping windows of that many bands
+    (``band_window="auto"``).
     """
-    train = data_dir / "train.npy"
-    if not train.is_file():
-        return {}
-    bands = int(np.load(train, mmap_mode="r").shape[1])
     return {
         "band_window": bands,
         "why": f"trained on {bands}-band sequences only; longer cubes are denoised in "
