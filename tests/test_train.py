@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -11,7 +12,12 @@ import torch
 
 from ras2s.errors import InputError
 from ras2s.train.config import TrainConfig, apply_overrides, dump_config, load_config
-from ras2s.train.noise_schedule import lr_factor_at, noise_kind_at, noisy_batch
+from ras2s.train.noise_schedule import (
+    cooldown_factor_at,
+    lr_factor_at,
+    noise_kind_at,
+    noisy_batch,
+)
 
 pytest.importorskip("lightning")
 import lightning as L  # noqa: E402
@@ -105,6 +111,12 @@ def test_resume_gives_the_same_weights(store, tmp_path):
         torch.testing.assert_close(split[key], full[key], rtol=0, atol=1e-6, msg=key)
     assert (tmp_path / "full/config.yaml").is_file()
     assert (tmp_path / "full/logs/metrics.csv").is_file()
+    # the first session's logged rows survive the resume (Lightning deletes metrics.csv)
+    logs = tmp_path / "split/logs"
+    with open(logs / "metrics-until-step-2.csv") as a, open(logs / "metrics.csv") as b:
+        earlier, later = list(csv.DictReader(a)), list(csv.DictReader(b))
+    assert {int(r["step"]) for r in earlier} == {0, 1}
+    assert {int(r["step"]) for r in later} == {3, 4}
 
 
 def test_weight_average_resumes_exactly_and_is_what_export_writes(store, tmp_path):
@@ -134,6 +146,10 @@ def test_weight_average_resumes_exactly_and_is_what_export_writes(store, tmp_pat
     exported = load_model(weights, precision="fp32").state_dict()
     torch.testing.assert_close(exported[name.removeprefix("model.")], full[average])
     assert "moving average" in json.loads(card.read_text())["training"]["exported"]
+    weights, card = export(tmp_path / "full/checkpoints/last.ckpt", tmp_path / "l.pt", which="last")
+    exported = load_model(weights, precision="fp32").state_dict()
+    torch.testing.assert_close(exported[name.removeprefix("model.")], full[name])
+    assert "last step" in json.loads(card.read_text())["training"]["exported"]
 
 
 def test_weight_average_follows_its_formula_and_can_be_switched_on_at_resume(store, tmp_path):
@@ -156,6 +172,10 @@ def test_weight_average_follows_its_formula_and_can_be_switched_on_at_resume(sto
     # and back: an average in the checkpoint is dropped by a run without one
     fit(_cfg(store, tmp_path / "run", max_steps=6), resume=True)
     assert not any(k.startswith("ema.") for k in _weights(tmp_path / "run/checkpoints/last.ckpt"))
+    from ras2s.train.export import export
+
+    with pytest.raises(InputError, match="no weight average"):
+        export(tmp_path / "run/checkpoints/last.ckpt", tmp_path / "w.pt", which="average")
     with pytest.raises(InputError, match="ema_decay"):
         _cfg(store, tmp_path, ema_decay=1.0)
 
@@ -173,6 +193,43 @@ def test_a_run_continued_from_a_copied_checkpoint_updates_that_file(store, tmp_p
     fit(_cfg(store, tmp_path / "b", max_steps=4), resume=True)
     assert torch.load(moved / "last.ckpt", weights_only=True)["global_step"] == 4
     assert not list(moved.glob("last-v*.ckpt"))
+
+
+class _RecordLearningRates(L.Callback):
+    def __init__(self) -> None:
+        self.by_step: dict[int, float] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.by_step[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def test_cooldown_factor_falls_linearly_over_the_last_steps():
+    assert [cooldown_factor_at(s, 6, 4, 0.0) for s in range(6)] == [1, 1, 1, 0.75, 0.5, 0.25]
+    assert [cooldown_factor_at(s, 4, 2, 0.5) for s in range(4)] == [1, 1, 1, 0.75]
+    assert cooldown_factor_at(3, 4, 0, 0.0) == 1.0
+
+
+def test_a_cooldown_branch_of_a_finished_run_decays_only_its_new_steps(store, tmp_path):
+    """Warmup-stable-decay: a run at constant lr, resumed with a longer max_steps and a
+    cooldown, trains its new steps at a falling learning rate."""
+    from ras2s.train.run import fit
+
+    flat = dict(lr=1e-3, lr_milestones=(), lr_factors=(), ema_decay=0.9)
+    first = _RecordLearningRates()
+    fit(_cfg(store, tmp_path / "run", max_steps=4, **flat), callbacks=(first,))
+    assert first.by_step == dict.fromkeys(range(4), 1e-3)
+    branch = _RecordLearningRates()
+    fit(
+        _cfg(store, tmp_path / "run", max_steps=8, lr_cooldown_steps=4, lr_cooldown_to=0.2, **flat),
+        resume=True,
+        callbacks=(branch,),
+    )
+    expected = {4: 1e-3, 5: 8e-4, 6: 6e-4, 7: 4e-4}
+    assert branch.by_step.keys() == expected.keys()
+    for step, lr in expected.items():
+        assert branch.by_step[step] == pytest.approx(lr, rel=1e-9), step
+    with pytest.raises(InputError, match="lr_cooldown_to"):
+        _cfg(store, tmp_path, lr_cooldown_to=1.5)
 
 
 class _SaveRankWeights(L.Callback):

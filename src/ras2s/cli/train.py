@@ -256,9 +256,15 @@ def train(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSON file of extra top-level card fields (notes, evaluation tables).",
 )
+@click.option(
+    "--which",
+    type=click.Choice(["average", "last"]),
+    default=None,
+    help="Export the weight average (the default when the run kept one) or the last weights.",
+)
 @options.force
 @options.handle_errors
-def export(ckpt, output, patches, card_extra, force) -> None:
+def export(ckpt, output, patches, card_extra, which, force) -> None:
     """Turn a training checkpoint into weights for `ras2s denoise --weights PATH`."""
     from ..errors import OutputError
     from ..train.export import export as run_export
@@ -275,5 +281,5 @@ def export(ckpt, output, patches, card_extra, force) -> None:
             raise click.BadParameter(f"{card_extra}: not JSON ({err})") from None
         if not isinstance(extra, dict):
             raise click.BadParameter(f"{card_extra}: must hold a JSON object")
-    weights, card = run_export(ckpt, output, data_dir=patches, extra=extra)
+    weights, card = run_export(ckpt, output, data_dir=patches, extra=extra, which=which)
     click.echo(f"wrote {weights} and {card}")

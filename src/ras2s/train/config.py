@@ -53,6 +53,9 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights
     lr_milestones: tuple[float, ...] = (5 / 90, 15 / 90, 25 / 90, 50 / 90)
     lr_factors: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05)
+    # > 0: over the run's last N steps the lr falls linearly to lr_cooldown_to of its value
+    lr_cooldown_steps: int = 0
+    lr_cooldown_to: float = 0.0
     # length
     max_epochs: int = 90
     max_steps: int = -1
@@ -84,6 +87,10 @@ class TrainConfig:
             raise InputError("noise_stages must start with a stage at 0.0")
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr_cooldown_steps < 0:
+            raise InputError(f"lr_cooldown_steps must be >= 0, got {self.lr_cooldown_steps}")
+        if not 0.0 <= self.lr_cooldown_to <= 1.0:
+            raise InputError(f"lr_cooldown_to must be in [0, 1], got {self.lr_cooldown_to}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise InputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         from ..noise import resolve_case

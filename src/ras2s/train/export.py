@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import WeightsError
+from ..errors import InputError, WeightsError
 from ..io import sha256_file
 from ..model import RAS2S, RAS2SConfig
 from ..weights import save_weights
@@ -126,13 +126,22 @@ def export(
     *,
     data_dir: str | os.PathLike | None = None,
     extra: dict | None = None,
+    which: str | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``out`` (load with :func:`ras2s.load_model`) and ``out`` with ``.json``."""
+    """Write ``out`` (load with :func:`ras2s.load_model`) and ``out`` with ``.json``.
+
+    ``which``: ``"average"`` (the weight average, an error when the run kept none),
+    ``"last"`` (the weights at the last step) or None (the average when there is one).
+    """
     ckpt = read_training_checkpoint(ckpt_path)
     cfg = ckpt["hyper_parameters"]["config"]
     model = RAS2S(RAS2SConfig(channels=cfg["channels"], regions=cfg["regions"], reach=cfg["reach"]))
-    # the weight average when the run kept one (ema_decay > 0), else the weights
-    prefix = "ema." if any(k.startswith("ema.") for k in ckpt["state_dict"]) else "model."
+    has_average = any(k.startswith("ema.") for k in ckpt["state_dict"])
+    if which not in (None, "average", "last"):
+        raise InputError(f"which must be 'average' or 'last', got {which!r}")
+    if which == "average" and not has_average:
+        raise InputError(f"{ckpt_path}: the run kept no weight average (ema_decay 0)")
+    prefix = "ema." if has_average and which != "last" else "model."
     state = {
         k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
     }

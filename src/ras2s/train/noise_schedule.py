@@ -32,6 +32,21 @@ def lr_factor_at(progress: float, milestones: Sequence[float], factors: Sequence
     return factor
 
 
+def cooldown_factor_at(step: int, total: int, cooldown_steps: int, final: float) -> float:
+    """Linear cooldown multiplier: 1 until ``total - cooldown_steps``, then down to ``final``.
+
+    ``step`` counts optimiser steps done (0-based); the last step of a run of ``total``
+    steps (``step = total - 1``) runs at ``final + (1 - final) / cooldown_steps``, never at
+    exactly ``final``, so no step is wasted at a zero learning rate.
+    """
+    if cooldown_steps <= 0:
+        return 1.0
+    remaining = total - step
+    if remaining >= cooldown_steps:
+        return 1.0
+    return final + (1.0 - final) * max(remaining, 0) / cooldown_steps
+
+
 def noisy_batch(clean: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """Noise every sample ``(bands, H, W)`` of ``clean`` ``(N, bands, H, W)`` in [0, 1]."""
     out = np.empty_like(clean)

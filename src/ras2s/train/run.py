@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,21 @@ def _loggers(out: Path) -> list:
     except ImportError:
         pass
     return loggers
+
+
+def keep_earlier_metrics(out: Path, step: int) -> Path | None:
+    """Move ``<out>/logs/metrics.csv`` to ``metrics-until-step-<step>.csv``; return it.
+
+    Lightning's CSV logger deletes an existing ``metrics.csv`` when it starts, so a
+    resumed run would lose the rows of the sessions before it. Called on rank 0 before a
+    resume; nothing happens when there is no such file.
+    """
+    metrics = out / "logs" / "metrics.csv"
+    if not metrics.is_file():
+        return None
+    kept = metrics.with_name(f"metrics-until-step-{step}.csv")
+    metrics.replace(kept)
+    return kept
 
 
 def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Trainer:
@@ -104,6 +120,9 @@ def fit(
         raise InputError(f"--resume: {last} does not exist")
     if not resume and last.is_file():
         raise InputError(f"{out} already holds a run; use --resume or another --out")
+    if resume and int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
+        step = torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0)
+        keep_earlier_metrics(out, int(step))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = PatchDataModule(cfg)
     system = RAS2SSystem(cfg)

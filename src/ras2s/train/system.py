@@ -23,7 +23,7 @@ from ..model import RAS2S, RAS2SConfig
 from ..noise import add_noise
 from ..precision import apply_precision
 from .config import TrainConfig, from_dict
-from .noise_schedule import lr_factor_at, noise_kind_at, noisy_batch
+from .noise_schedule import cooldown_factor_at, lr_factor_at, noise_kind_at, noisy_batch
 
 
 class RAS2SSystem(L.LightningModule):
@@ -95,15 +95,20 @@ class RAS2SSystem(L.LightningModule):
         return [k for _, k in self.cfg.noise_stages].index(kind)
 
     def configure_optimizers(self):
-        """Adam and the per-step multi-step learning-rate schedule."""
+        """Adam, the per-step multi-step learning-rate schedule and its optional cooldown."""
         cfg = self.cfg
         opt = torch.optim.Adam(
             self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
         )
 
         def factor(step: int) -> float:
-            progress = self.progress() if self._trainer is not None else 0.0
-            return lr_factor_at(progress, cfg.lr_milestones, cfg.lr_factors)
+            if self._trainer is None:
+                return lr_factor_at(0.0, cfg.lr_milestones, cfg.lr_factors)
+            return lr_factor_at(
+                self.progress(), cfg.lr_milestones, cfg.lr_factors
+            ) * cooldown_factor_at(
+                self.global_step, self.total_steps(), cfg.lr_cooldown_steps, cfg.lr_cooldown_to
+            )
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
