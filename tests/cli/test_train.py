@@ -90,6 +90,23 @@ def test_cli_train_then_export_loads_with_card(store, tmp_path):
     assert again.exit_code == 2 and "--force" in again.output
 
 
+def test_cli_resume_with_set_keeps_the_runs_own_config(store, tmp_path):
+    """A cooldown branch: --resume with --set changes only the keys it names."""
+    runner = CliRunner()
+    out = tmp_path / "run"
+    extra = ("--set", "lr=0.0005", "--set", "ema_decay=0.9")
+    result = runner.invoke(_cli, _tiny_train_args(store, out, *extra, steps=2))
+    assert result.exit_code == 0, result.output
+    branch = ["train", "--patches", str(store), "-o", str(out), "--resume"]
+    branch += ["--max-steps", "4", "--set", "lr_cooldown_steps=2"]
+    result = runner.invoke(_cli, branch)
+    assert result.exit_code == 0, result.output
+    saved = load_config(out / "config.yaml")
+    assert (saved.channels, saved.lr, saved.ema_decay) == (4, 0.0005, 0.9)
+    assert (saved.max_steps, saved.lr_cooldown_steps) == (4, 2)
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
 def test_cli_prepare_band_mismatch_is_one_line_error(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

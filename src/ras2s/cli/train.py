@@ -212,6 +212,10 @@ def train(
     from ..train.run import fit
 
     cfg = load_config(config_path)
+    if resume and config_path is None:
+        saved = Path(output or cfg.out) / "config.yaml"
+        if saved.is_file():  # resume with the run's own config, --set and options on top
+            cfg = load_config(saved)
     cli = {
         "data": str(patches),
         "devices": devices,
@@ -226,10 +230,6 @@ def train(
     }
     cfg = apply_overrides(cfg, list(overrides))
     cfg = from_dict({k: v for k, v in cli.items() if v is not None}, cfg)
-    if resume and config_path is None and not overrides:
-        saved = Path(cfg.out) / "config.yaml"
-        if saved.is_file():  # resume with the run's own config, CLI values on top
-            cfg = from_dict({k: v for k, v in cli.items() if v is not None}, load_config(saved))
     trainer, system = fit(cfg, resume=resume, command=["ras2s", *sys.argv[1:]])
     if trainer.is_global_zero and system.history:
         last = system.history[-1]
