@@ -164,6 +164,23 @@ def test_resume_refuses_other_settings(tmp_path, cubes, tiny_weights):
     assert json.loads((out / "results.json").read_text())["weights"]["band_window"] is None
 
 
+def test_resume_refuses_results_of_another_normalisation(tmp_path, cubes, tiny_model):
+    from ras2s.weights import save_weights
+
+    weights = tmp_path / "percentile.pt"
+    save_weights(tiny_model, weights, card={"inference": {"normalise": "percentile"}})
+    out = tmp_path / "out"
+    res = _run(cubes, out, weights, cases=["noniid"], methods=["ras2s-denoise"])
+    assert res.provenance["weights"]["normalise"] == "percentile"
+    assert res.provenance["methods"]["ras2s-denoise"]["normalise"] == "percentile"
+    # results written before the normalisation was recorded were made with min-max
+    saved = json.loads((out / "results.json").read_text())
+    del saved["weights"]["normalise"]
+    (out / "results.json").write_text(json.dumps(saved))
+    with pytest.raises(InputError, match="normalisation minmax, not percentile"):
+        _run(cubes, out, weights, cases=["noniid"], methods=["ras2s-denoise"])
+
+
 # ---------------------------------------------------------------------------- failures
 
 
@@ -328,6 +345,27 @@ def test_real_data_official_weights(tmp_path, bands):
     for case in ("noniid", "stripe"):
         assert res.means[(case, "ras2s")]["psnr"] > res.means[(case, "noisy")]["psnr"] + 5
     assert res.provenance["weights"]["sha256"].startswith("eeae0f8f")
+
+
+def test_the_denoise_methods_renormalise_the_noisy_cube_by_range_or_percentiles(
+    tmp_path, cubes, tiny_weights
+):
+    from ras2s import denoise, load_model
+    from ras2s.evaluate.methods import resolve_methods
+
+    methods = ["ras2s-denoise", "ras2s-denoise-percentile"]
+    res = _run(cubes, tmp_path / "out", tiny_weights, cases=["mixture"], methods=methods)
+    assert {r["method"] for r in csv_rows(res.csv_path)} == {"noisy", *methods}
+    assert "percentile" in res.provenance["methods"]["ras2s-denoise-percentile"]["kind"]
+    # each is ras2s.denoise with its normalisation
+    noisy = np.random.default_rng(3).random((6, 12, 12)).astype(np.float32)
+    noisy[0, 0, 0] = 9.0  # an outlier that sets the maximum
+    resolved, _, _ = resolve_methods(methods, tiny_weights, "cpu")
+    model = load_model(tiny_weights)
+    for name, how in zip(methods, ("minmax", "percentile"), strict=True):
+        expected = denoise(noisy, model=model, normalise=how)
+        np.testing.assert_array_equal(resolved[name](noisy, {}), expected)
+    assert not np.array_equal(resolved[methods[0]](noisy, {}), resolved[methods[1]](noisy, {}))
 
 
 def test_undefined_ergas_is_nan_in_csv_and_null_in_json(tmp_path, rng):

@@ -158,6 +158,30 @@ def test_percentile_normalisation_ignores_outliers(rng, tiny_model):
         denoise(cube, model=tiny_model, normalise="zscore")
 
 
+def test_auto_normalisation_is_what_the_weights_card_asks(rng, tiny_model, tmp_path):
+    from ras2s.inference import resolve_normalise
+    from ras2s.weights import load_model, save_weights
+
+    cube = _cube(rng)
+    cube[0, 0, 0] = 50 * cube.max()  # an outlier: the two normalisations differ
+    assert resolve_normalise("auto", tiny_model) == "minmax"  # no card: min-max
+    np.testing.assert_array_equal(
+        denoise(cube, model=tiny_model), denoise(cube, model=tiny_model, normalise="minmax")
+    )
+    path = tmp_path / "percentile.pt"
+    save_weights(tiny_model, path, card={"inference": {"normalise": "percentile"}})
+    model = load_model(path, precision="fp32")
+    assert resolve_normalise("auto", model) == "percentile"
+    by_card = denoise(cube, model=model)
+    np.testing.assert_array_equal(by_card, denoise(cube, model=model, normalise="percentile"))
+    assert not np.array_equal(by_card, denoise(cube, model=model, normalise="minmax"))
+    # the same when denoise loads the weights itself
+    np.testing.assert_array_equal(denoise(cube, weights=path, precision="fp32"), by_card)
+    model.card = {"inference": {"normalise": "zscore"}}
+    with pytest.raises(InputError, match="zscore"):
+        denoise(cube, model=model)
+
+
 def test_budget_tiles_are_balanced_so_little_area_is_computed_twice(rng, tiny_model, monkeypatch):
     import ras2s.inference as inference
 

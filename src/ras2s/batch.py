@@ -53,7 +53,7 @@ class DenoiseSettings:
     precision: str = "auto"
     band_window: int | str | None = "auto"
     nan_policy: str = "error"
-    normalise: str = "minmax"
+    normalise: str = "auto"  # the weights card's choice (percentile for ours), else minmax
     sigma: float | None = None
     nodata: float | None = None  # None: the file's GDAL_NODATA / ENVI data ignore value
     skip_bands: str | None = None  # "0-4,103-112"; added to the ENVI bbl = 0 bands

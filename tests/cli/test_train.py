@@ -88,6 +88,14 @@ def test_cli_train_then_export_loads_with_card(store, tmp_path):
         _cli, ["export", str(out / "checkpoints" / "last.ckpt"), "-o", str(weights)]
     )
     assert again.exit_code == 2 and "--force" in again.output
+    # the normalisation `ras2s denoise --normalise auto` applies for these weights
+    ckpt = str(out / "checkpoints" / "last.ckpt")
+    again = runner.invoke(
+        _cli, ["export", ckpt, "-o", str(weights), "--force"] + ["--normalise", "percentile"]
+    )
+    assert again.exit_code == 0, again.output
+    assert ras2s.load_model(weights).card["inference"]["normalise"] == "percentile"
+    assert card["inference"].get("normalise") is None  # the first export recorded none
 
 
 def test_cli_resume_with_set_keeps_the_runs_own_config(store, tmp_path):

@@ -88,11 +88,13 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
 )
 @click.option(
     "--normalise",
-    type=click.Choice(["minmax", "percentile", "none"]),
-    default="minmax",
+    type=click.Choice(["auto", "minmax", "percentile", "none"]),
+    default="auto",
     show_default=True,
-    help="Map the cube to [0, 1] by its min/max (paper), its 0.5/99.5 percentiles "
-    "(robust to outliers and strong noise), or not at all (already normalised).",
+    help="Map the cube to [0, 1]: auto (what the weights' card asks: percentile for the "
+    "default weights, minmax for the authors' and the classical methods), by its min/max "
+    "(paper), by its 0.5/99.5 percentiles (robust to outliers and strong noise), or not "
+    "at all (already normalised).",
 )
 @options.nodata
 @options.skip_bands

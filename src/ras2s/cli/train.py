@@ -262,9 +262,17 @@ def train(
     default=None,
     help="Export the weight average (the default when the run kept one) or the last weights.",
 )
+@click.option(
+    "--normalise",
+    type=click.Choice(["minmax", "percentile"]),
+    default=None,
+    help="Record how `ras2s denoise` (--normalise auto) should normalise a cube for these "
+    "weights (default: nothing recorded, min-max); choose by measuring both with "
+    "`ras2s evaluate --methods ras2s-denoise-minmax,ras2s-denoise-percentile`.",
+)
 @options.force
 @options.handle_errors
-def export(ckpt, output, patches, card_extra, which, force) -> None:
+def export(ckpt, output, patches, card_extra, which, normalise, force) -> None:
     """Turn a training checkpoint into weights for `ras2s denoise --weights PATH`."""
     from ..errors import OutputError
     from ..train.export import export as run_export
@@ -281,5 +289,7 @@ def export(ckpt, output, patches, card_extra, which, force) -> None:
             raise click.BadParameter(f"{card_extra}: not JSON ({err})") from None
         if not isinstance(extra, dict):
             raise click.BadParameter(f"{card_extra}: must hold a JSON object")
-    weights, card = run_export(ckpt, output, data_dir=patches, extra=extra, which=which)
+    weights, card = run_export(
+        ckpt, output, data_dir=patches, extra=extra, which=which, normalise=normalise
+    )
     click.echo(f"wrote {weights} and {card}")

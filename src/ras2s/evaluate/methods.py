@@ -19,8 +19,14 @@ from ..errors import InputError
 __all__ = ["BUILTIN_METHODS", "Method", "resolve_methods"]
 
 #: Methods that need no ``ras2s.baselines``: the network as the paper tests it, and
-#: the end-user :func:`ras2s.denoise` path (which re-normalises the noisy cube).
-BUILTIN_METHODS: tuple[str, ...] = ("ras2s", "ras2s-denoise")
+#: the end-user :func:`ras2s.denoise` path (which re-normalises the noisy cube: as the
+#: weights' card asks, by its minimum and maximum, or by its 0.5th and 99.5th percentiles).
+BUILTIN_METHODS: tuple[str, ...] = (
+    "ras2s",
+    "ras2s-denoise",
+    "ras2s-denoise-minmax",
+    "ras2s-denoise-percentile",
+)
 
 Method = Callable[[np.ndarray, dict[str, Any]], np.ndarray]
 
@@ -79,6 +85,7 @@ def resolve_methods(
             "parameters": count_parameters(model),
             "precision": model.precision,
             "band_window": inference.resolve_band_window(band_window, model),
+            "normalise": inference.resolve_normalise("auto", model),
         }
         band_window = weights_info["band_window"]
         device = torch_device
@@ -92,12 +99,18 @@ def resolve_methods(
                 "normalised domain (paper protocol)",
                 "parameters": weights_info["parameters"],
             }
-        elif name == "ras2s-denoise":
-            resolved[name] = lambda noisy, params, m=model: inference.denoise(
-                noisy, model=m, device=device, band_window=band_window
+        elif name.startswith("ras2s-denoise"):
+            how = name.removeprefix("ras2s-denoise").removeprefix("-") or "auto"
+            how = inference.resolve_normalise(how, model)
+            resolved[name] = lambda noisy, params, m=model, how=how: inference.denoise(
+                noisy, model=m, device=device, normalise=how, band_window=band_window
             )
+            by = "0.5th and 99.5th percentiles" if how == "percentile" else "minimum and maximum"
             info[name] = {
-                "kind": "ras2s.denoise (min-max normalises the noisy cube first)",
+                "kind": f"ras2s.denoise with normalise='{how}'"
+                + (" (the weights' choice)" if name == "ras2s-denoise" else "")
+                + f": re-normalises the noisy cube by its {by}",
+                "normalise": how,
                 "parameters": weights_info["parameters"],
             }
         else:

@@ -283,13 +283,16 @@ def _load_previous(
             f"{out} holds results made with other weights (sha256 {old_sha[:12]}...); "
             "use another output folder or --no-resume"
         )
-    if old_sha and weights_sha and "band_window" in old_weights:
-        old_window, window = old_weights["band_window"], weights_info.get("band_window")
-        if old_window != window:
-            raise InputError(
-                f"{out} holds results made with band window {old_window}, not {window}; "
-                "use another output folder or --no-resume"
-            )
+    # results made before these were recorded: no band windows known, min-max normalisation
+    implied = {"band_window": None, "normalise": "minmax"}
+    for key, what in (("band_window", "band window"), ("normalise", "normalisation")):
+        if old_sha and weights_sha and (key in old_weights or implied[key] is not None):
+            old_value, value = old_weights.get(key, implied[key]), weights_info.get(key)
+            if old_value != value:
+                raise InputError(
+                    f"{out} holds results made with {what} {old_value}, not {value}; "
+                    "use another output folder or --no-resume"
+                )
     return previous
 
 

@@ -127,12 +127,18 @@ def export(
     data_dir: str | os.PathLike | None = None,
     extra: dict | None = None,
     which: str | None = None,
+    normalise: str | None = None,
 ) -> tuple[Path, Path]:
     """Write ``out`` (load with :func:`ras2s.load_model`) and ``out`` with ``.json``.
 
     ``which``: ``"average"`` (the weight average, an error when the run kept none),
     ``"last"`` (the weights at the last step) or None (the average when there is one).
+    ``normalise``: ``"minmax"`` or ``"percentile"``, recorded as the card's
+    ``inference.normalise``, what :func:`ras2s.denoise` applies with ``normalise="auto"``
+    (None records nothing: min-max).
     """
+    if normalise not in (None, "minmax", "percentile"):
+        raise InputError(f"normalise must be 'minmax' or 'percentile', got {normalise!r}")
     ckpt = read_training_checkpoint(ckpt_path)
     cfg = ckpt["hyper_parameters"]["config"]
     model = RAS2S(RAS2SConfig(channels=cfg["channels"], regions=cfg["regions"], reach=cfg["reach"]))
@@ -152,6 +158,8 @@ def export(
             f"{ckpt_path}: weights do not match the configured network ({err})"
         ) from None
     card = build_card(ckpt, data_dir, extra)
+    if normalise is not None:
+        card.setdefault("inference", {})["normalise"] = normalise
     card["training"]["exported"] = (
         f"exponential moving average of the weights (decay {cfg.get('ema_decay')}, "
         f"{ckpt.get('ras2s', {}).get('ema_updates')} updates)"
