@@ -130,6 +130,8 @@ def test_shipped_default_weights_load_with_their_card():
     assert "validation" in card.read_text() or "val" in card.read_text()
     # trained on 31-band windows: longer cubes are denoised in 31-band windows
     assert model.card["inference"]["band_window"] == 31
+    # measured better than min-max on every held-out case: ras2s denoise applies it (auto)
+    assert model.card["inference"]["normalise"] == "percentile"
     assert model.card["training"]["exported"].startswith("exponential moving average")
     assert W.resolve("default").stat().st_size < 4 << 20  # the size bound
 

@@ -89,6 +89,11 @@ def test_info(runner, tmp_path, cube):
     # the shipped weights were trained on 31-band sequences: 3 windows cover 70 bands
     assert "1 x (16 x 16), overlap" in result.output
     assert "3 windows of 31 bands each" in result.output
+    # and what --normalise auto maps to 0 and 1 for them: the 0.5th/99.5th percentiles
+    values = np.load(long_cube)
+    lo, hi = np.percentile(values.astype(np.float64), [0.5, 99.5])
+    expected = "normalisation: percentile (default weights): 0.5th and 99.5th percentiles"
+    assert f"{expected} {lo:.6g} .. {hi:.6g} map to 0 .. 1" in result.output
 
 
 def test_weights_list(runner):

@@ -190,10 +190,12 @@ def info(path, key, layout, as_json) -> None:
     import numpy as np
 
     from ..io import read_cube
+    from ..weights import load_model
 
     cube = read_cube(path, key=key, layout=layout)
     data = cube.data
     bands, height, width = data.shape
+    default = load_model("default", precision="fp32")
     finite = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else None
     fields = {
         "path": str(cube.path),
@@ -211,7 +213,8 @@ def info(path, key, layout, as_json) -> None:
         if finite is not None
         else float(data.max()),
         "non_finite": int(finite.size - finite.sum()) if finite is not None else 0,
-        "default_tiles": _describe_plan(data.shape, data.dtype),
+        "default_tiles": _describe_plan(data.shape, data.dtype, default),
+        "normalisation": _describe_normalisation(data, default),
         "precision": describe_auto("cpu"),
     }
     wavelengths = cube.metadata.get("wavelength") if isinstance(cube.metadata, dict) else None
@@ -224,17 +227,30 @@ def info(path, key, layout, as_json) -> None:
             click.echo(f"{name:>14}: {value}")
 
 
-def _describe_plan(shape: tuple[int, int, int], dtype) -> str:
+def _describe_normalisation(data, model) -> str:
+    """What ``ras2s denoise`` maps to 0 and 1 with the default weights (``--normalise auto``)."""
+    import warnings
+
+    from ..inference import _value_range, resolve_normalise
+
+    how = resolve_normalise("auto", model)
+    with warnings.catch_warnings():  # NaN are counted above; --nan-policy fill's range here
+        warnings.simplefilter("ignore")
+        lo, hi, _ = _value_range(data, how, "fill")
+    what = "0.5th and 99.5th percentiles" if how == "percentile" else "minimum and maximum"
+    return f"{how} (default weights): {what} {lo:.6g} .. {hi:.6g} map to 0 .. 1"
+
+
+def _describe_plan(shape: tuple[int, int, int], dtype, model) -> str:
     """Tiles ``ras2s denoise`` uses under the default budget: ``4 x (272 x 272), overlap 32``.
 
-    For the default weights (and their band window) in the precision ``--precision auto``
-    picks on this CPU.
+    For ``model`` (the default weights) and its band window, in the precision
+    ``--precision auto`` picks on this CPU.
     """
     from ..inference import band_overlap, plan_tiles, resolve_band_window
     from ..tiling import band_window_starts, tile_grid
-    from ..weights import load_model
 
-    window = resolve_band_window("auto", load_model("default", precision="fp32"))
+    window = resolve_band_window("auto", model)
     tile, overlap = plan_tiles(
         shape, dtype, precision=resolve_precision("auto", "cpu"), band_window=window
     )
