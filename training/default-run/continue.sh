@@ -3,13 +3,19 @@
 #
 #   bash training/default-run/continue.sh [THREADS]     # start or continue, in the background
 #   bash training/default-run/continue.sh --save        # copy the newest checkpoint back
+#   bash training/default-run/continue.sh --cooldown N [THREADS [CKPT]]   # branch a cooldown
 #
 # Run from the repository root with the project installed (README) and ../shared beside
 # it. The first form lays out the sources and cuts the patch store where they are missing
 # (both deterministic), copies the committed checkpoint into the run folder unless that
 # folder holds a newer one, and starts `ras2s train --resume` at nice 19, logging to
 # $RUN/train.log. The run writes $RUN/checkpoints/last.ckpt every 100 steps. The second
-# form copies that file back to training/default-run/last.ckpt, to be committed.
+# form copies that file back to training/default-run/last.ckpt, to be committed. The
+# third branches the run at its newest checkpoint (or CKPT; step S) into $WORK/cool-S-N
+# and trains that copy N more steps with the learning rate falling linearly from 1e-3 to
+# 0 (lr_cooldown_steps, docs/training.md section 2; the config's step milestones, which
+# lie at fractions of max_steps, are switched off so that the shorter max_steps does not
+# trigger them), for weights to export; the run itself goes on unchanged.
 set -euo pipefail
 
 WORK=${RAS2S_TRAIN_DIR:-/tmp/ras2s_train}
@@ -25,6 +31,30 @@ step_of() {
 if [[ ${1:-} == --save ]]; then
     cp "$RUN/checkpoints/last.ckpt" "$HERE/last.ckpt"
     echo "copied step $(step_of "$HERE/last.ckpt") to $HERE/last.ckpt"
+    exit 0
+fi
+if [[ ${1:-} == --cooldown ]]; then
+    STEPS=${2:?--cooldown needs the number of steps}
+    THREADS=${3:-1}
+    FROM=${4:-$RUN/checkpoints/last.ckpt}
+    STEP=$(step_of "$FROM")
+    COOL=$WORK/cool-$STEP-$STEPS
+    if [[ -e $COOL ]]; then
+        echo "$COOL exists already" >&2
+        exit 1
+    fi
+    mkdir -p "$COOL/checkpoints"
+    cp "$FROM" "$COOL/checkpoints/last.ckpt"
+    if [[ $(step_of "$COOL/checkpoints/last.ckpt") != "$STEP" ]]; then
+        echo "the checkpoint changed while it was copied; run again" >&2
+        rm -r "$COOL"
+        exit 1
+    fi
+    echo "cooldown from step $STEP to $((STEP + STEPS)) with $THREADS thread(s); log: $COOL/train.log"
+    nohup nice -n 19 "$RAS2S" train --patches "$WORK/p32" --config "$HERE/config.yaml" -o "$COOL" \
+        --resume --set "threads=$THREADS" --set "max_steps=$((STEP + STEPS))" \
+        --set "lr_cooldown_steps=$STEPS" --set "lr_milestones=[]" --set "lr_factors=[]" \
+        >>"$COOL/train.log" 2>&1 &
     exit 0
 fi
 THREADS=${1:-1}
