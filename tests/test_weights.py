@@ -132,7 +132,9 @@ def test_shipped_default_weights_load_with_their_card():
     assert model.card["inference"]["band_window"] == 31
     # measured better than min-max on every held-out case: ras2s denoise applies it (auto)
     assert model.card["inference"]["normalise"] == "percentile"
-    assert model.card["training"]["exported"].startswith("exponential moving average")
+    # the last weights of a linear learning-rate cooldown branched from the long run
+    assert model.card["training"]["exported"] == "the weights at the last step"
+    assert model.card["config"]["lr_cooldown_steps"] > 0
     assert W.resolve("default").stat().st_size < 4 << 20  # the size bound
 
 
