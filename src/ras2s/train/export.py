@@ -137,14 +137,14 @@ def export(
     ``inference.normalise``, what :func:`ras2s.denoise` applies with ``normalise="auto"``
     (None records nothing: min-max).
     """
+    if which not in (None, "average", "last"):
+        raise InputError(f"which must be 'average' or 'last', got {which!r}")
     if normalise not in (None, "minmax", "percentile"):
         raise InputError(f"normalise must be 'minmax' or 'percentile', got {normalise!r}")
     ckpt = read_training_checkpoint(ckpt_path)
     cfg = ckpt["hyper_parameters"]["config"]
     model = RAS2S(RAS2SConfig(channels=cfg["channels"], regions=cfg["regions"], reach=cfg["reach"]))
     has_average = any(k.startswith("ema.") for k in ckpt["state_dict"])
-    if which not in (None, "average", "last"):
-        raise InputError(f"which must be 'average' or 'last', got {which!r}")
     if which == "average" and not has_average:
         raise InputError(f"{ckpt_path}: the run kept no weight average (ema_decay 0)")
     prefix = "ema." if has_average and which != "last" else "model."
