@@ -14,6 +14,7 @@ from ras2s.errors import InputError
 from ras2s.train.config import TrainConfig, apply_overrides, dump_config, load_config
 from ras2s.train.noise_schedule import (
     cooldown_factor_at,
+    crop_bands,
     lr_factor_at,
     noise_kind_at,
     noisy_batch,
@@ -85,6 +86,44 @@ def test_training_noise_is_seeded():
     assert a.shape == clean.shape and not np.array_equal(a, clean)
 
 
+def test_joined_noise_kinds_draw_one_part_per_sample():
+    from ras2s.train.noise_schedule import COMPLEX_CASES, sample_case
+
+    rng = np.random.default_rng(0)
+    drawn = [sample_case("complex+blind", rng) for _ in range(400)]
+    assert set(drawn) == {*COMPLEX_CASES, "blind"}
+    assert 150 < drawn.count("blind") < 250  # half the samples, the other half complex
+    assert sample_case("noniid", rng) == "noniid"
+    assert TrainConfig(noise_stages=((0.0, "noniid+blind"),)).noise_stages[0][1] == "noniid+blind"
+    with pytest.raises(InputError):
+        TrainConfig(noise_stages=((0.0, "complex+nonsense"),))
+
+
+def test_band_crop_draws_one_count_per_batch_and_a_window_per_sample():
+    # band b of every sample holds the value b, so a crop shows which bands it kept
+    clean = np.broadcast_to(np.arange(10, dtype=np.float32)[None, :, None, None], (5, 10, 4, 4))
+    counts, starts = set(), set()
+    for seed in range(200):
+        out = crop_bands(clean, 3, 6, np.random.default_rng(seed))
+        n, k = out.shape[:2]
+        assert n == 5 and 3 <= k <= 6 and out.shape[2:] == (4, 4)
+        for sample in out:
+            first = int(sample[0, 0, 0])
+            np.testing.assert_array_equal(sample[:, 0, 0], np.arange(first, first + k))
+            starts.add(first)
+        counts.add(k)
+    assert counts == {3, 4, 5, 6} and starts == set(range(0, 8))
+    # hi beyond the store's band count is capped at it; lo beyond it is an error
+    assert {crop_bands(clean, 9, 40, np.random.default_rng(s)).shape[1] for s in range(50)} == {
+        9,
+        10,
+    }
+    with pytest.raises(InputError, match="at least 11 bands"):
+        crop_bands(clean, 11, 12, np.random.default_rng(0))
+    with pytest.raises(InputError, match="band_crop"):
+        TrainConfig(band_crop=(6, 3))
+
+
 class _StopAfterFirstEpoch(L.Callback):
     """Simulate an interruption at the end of the first epoch (after its checkpoint)."""
 
@@ -92,16 +131,18 @@ class _StopAfterFirstEpoch(L.Callback):
         trainer.should_stop = True
 
 
-def test_resume_gives_the_same_weights(store, tmp_path):
+@pytest.mark.parametrize("band_crop", [None, (3, 6)], ids=["all-bands", "band-crop"])
+def test_resume_gives_the_same_weights(store, tmp_path, band_crop):
     from ras2s.train.run import fit
 
-    fit(_cfg(store, tmp_path / "full", max_steps=4))
-    fit(_cfg(store, tmp_path / "split", max_steps=4), callbacks=(_StopAfterFirstEpoch(),))
+    cfg = dict(max_steps=4, band_crop=band_crop)
+    fit(_cfg(store, tmp_path / "full", **cfg))
+    fit(_cfg(store, tmp_path / "split", **cfg), callbacks=(_StopAfterFirstEpoch(),))
     half = torch.load(tmp_path / "split/checkpoints/last.ckpt", weights_only=True)
     assert half["global_step"] == 2
     with pytest.raises(InputError, match="--resume"):
-        fit(_cfg(store, tmp_path / "split", max_steps=4))
-    fit(_cfg(store, tmp_path / "split", max_steps=4), resume=True)
+        fit(_cfg(store, tmp_path / "split", **cfg))
+    fit(_cfg(store, tmp_path / "split", **cfg), resume=True)
     full = _weights(tmp_path / "full/checkpoints/last.ckpt")
     split = _weights(tmp_path / "split/checkpoints/last.ckpt")
     assert (

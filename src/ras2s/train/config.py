@@ -16,7 +16,8 @@ False``, ``noiseType: complex``): each sample gets non-i.i.d. Gaussian noise and
 in turn, nothing, impulse, stripe or dead lines (here drawn uniformly per sample). Their
 optional curriculum (``gaussian`` -> ``blind`` -> ``complex``) is switched off in the
 released config. ``kind`` is ``complex`` or any :func:`ras2s.add_noise` case
-(``noniid``, ``blind``, ``iid50``, ``mixture``, ...).
+(``noniid``, ``blind``, ``iid50``, ``mixture``, ...), or several joined by ``+``
+(``complex+blind``: each sample draws one of them uniformly).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class TrainConfig:
     num_workers: int = 0
     augment: bool = True
     spectral_flip: bool = False
+    # (lo, hi): every training batch is cut to k consecutive bands, k drawn per step
+    # uniformly from lo..hi (capped at the store's band count), the window per sample
+    band_crop: tuple[int, int] | None = None
     # architecture (RAS2SConfig)
     channels: int = 14
     regions: int = 3
@@ -87,6 +91,8 @@ class TrainConfig:
             raise InputError("noise_stages must start with a stage at 0.0")
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.band_crop is not None and not 1 <= self.band_crop[0] <= self.band_crop[1]:
+            raise InputError(f"band_crop must be (lo, hi) with 1 <= lo <= hi, got {self.band_crop}")
         if self.lr_cooldown_steps < 0:
             raise InputError(f"lr_cooldown_steps must be >= 0, got {self.lr_cooldown_steps}")
         if not 0.0 <= self.lr_cooldown_to <= 1.0:
@@ -96,8 +102,9 @@ class TrainConfig:
         from ..noise import resolve_case
 
         for _, kind in self.noise_stages:
-            if kind != "complex":
-                resolve_case(kind)
+            for part in kind.split("+"):
+                if part != "complex":
+                    resolve_case(part)
         resolve_case(self.val_noise)
 
     def arch(self) -> dict[str, int]:

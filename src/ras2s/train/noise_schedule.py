@@ -1,4 +1,4 @@
-"""On-the-fly training noise and the learning-rate / noise schedules (no Lightning)."""
+"""On-the-fly training noise and band crops; the learning-rate and noise schedules."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from ..noise import add_noise
 
 #: The authors' ``complex`` training noise: non-i.i.d. Gaussian, then one of nothing,
@@ -47,16 +48,45 @@ def cooldown_factor_at(step: int, total: int, cooldown_steps: int, final: float)
     return final + (1.0 - final) * max(remaining, 0) / cooldown_steps
 
 
+def sample_case(kind: str, rng: np.random.Generator) -> str:
+    """The :func:`ras2s.add_noise` case of one training sample under ``kind``.
+
+    ``complex`` draws one of :data:`COMPLEX_CASES` uniformly; kinds joined by ``+``
+    (``complex+blind``) first draw one of their parts uniformly; any other kind is the
+    case itself (no draw).
+    """
+    if "+" in kind:
+        parts = kind.split("+")
+        kind = parts[int(rng.integers(len(parts)))]
+    if kind == "complex":
+        return COMPLEX_CASES[int(rng.integers(len(COMPLEX_CASES)))]
+    return kind
+
+
 def noisy_batch(clean: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """Noise every sample ``(bands, H, W)`` of ``clean`` ``(N, bands, H, W)`` in [0, 1]."""
+    """Noise every sample ``(bands, H, W)`` of ``clean`` ``(N, bands, H, W)`` in [0, 1].
+
+    Each sample gets the case :func:`sample_case` draws for ``kind``.
+    """
     out = np.empty_like(clean)
     with warnings.catch_warnings():
         # Patches cover a sub-range of their normalised cube, and cubic resampling can
         # overshoot [0, 1] slightly: expected here, so not worth a warning per sample.
         warnings.filterwarnings("ignore", message="noise models expect a cube in")
         for i, sample in enumerate(clean):
-            case = (
-                COMPLEX_CASES[int(rng.integers(len(COMPLEX_CASES)))] if kind == "complex" else kind
-            )
-            out[i] = add_noise(sample, case, rng=rng)
+            out[i] = add_noise(sample, sample_case(kind, rng), rng=rng)
     return out
+
+
+def crop_bands(clean: np.ndarray, lo: int, hi: int, rng: np.random.Generator) -> np.ndarray:
+    """Cut ``(N, B, H, W)`` to ``(N, k, H, W)``: ``k`` consecutive bands per sample.
+
+    ``k`` is drawn once for the batch, uniformly from ``lo .. min(hi, B)``; each sample
+    gets its own window offset. A store with fewer than ``lo`` bands is an error.
+    """
+    n, bands = clean.shape[:2]
+    if bands < lo:
+        raise InputError(f"band_crop needs at least {lo} bands per patch, the store has {bands}")
+    k = int(rng.integers(lo, min(hi, bands) + 1))
+    starts = rng.integers(0, bands - k + 1, size=n)
+    return np.stack([sample[s : s + k] for sample, s in zip(clean, starts, strict=True)])

@@ -23,7 +23,13 @@ from ..model import RAS2S, RAS2SConfig
 from ..noise import add_noise
 from ..precision import apply_precision
 from .config import TrainConfig, from_dict
-from .noise_schedule import cooldown_factor_at, lr_factor_at, noise_kind_at, noisy_batch
+from .noise_schedule import (
+    cooldown_factor_at,
+    crop_bands,
+    lr_factor_at,
+    noise_kind_at,
+    noisy_batch,
+)
 
 
 class RAS2SSystem(L.LightningModule):
@@ -115,11 +121,20 @@ class RAS2SSystem(L.LightningModule):
 
     # -- training --------------------------------------------------------------------
     def training_step(self, clean: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        """Noise a clean batch on the fly (seeded by step and rank) and return the loss."""
+        """Noise a clean batch on the fly (seeded by step and rank) and return the loss.
+
+        With ``band_crop`` the batch is first cut to a band window (:func:`crop_bands`,
+        its own generator per step and rank), so a resumed run cuts the same windows.
+        """
         kind = self.noise_kind()
         # One generator per (seed, step, rank): a resumed run draws the same noise.
         rng = np.random.default_rng([self.cfg.seed, self.global_step, self.global_rank, 1])
-        noisy = noisy_batch(clean.detach().cpu().numpy(), kind, rng)
+        clean_np = clean.detach().cpu().numpy()
+        if self.cfg.band_crop is not None:
+            crop_rng = np.random.default_rng([self.cfg.seed, self.global_step, self.global_rank, 2])
+            clean_np = crop_bands(clean_np, *self.cfg.band_crop, crop_rng)
+            clean = torch.from_numpy(clean_np).to(clean.device, clean.dtype)
+        noisy = noisy_batch(clean_np, kind, rng)
         noisy = torch.from_numpy(noisy).to(clean.device, clean.dtype)
         loss = self.loss_fn(self.model(noisy), clean)
         self.log("train/loss", loss, prog_bar=True, batch_size=clean.shape[0])
