@@ -96,6 +96,20 @@ def test_cli_train_then_export_loads_with_card(store, tmp_path):
     assert again.exit_code == 0, again.output
     assert ras2s.load_model(weights).card["inference"]["normalise"] == "percentile"
     assert card["inference"].get("normalise") is None  # the first export recorded none
+    # the band window `ras2s denoise --band-window auto` applies: whole cubes, or a count
+    from ras2s.inference import resolve_band_window
+
+    for choice, expected in (("none", None), ("5", 5)):
+        again = runner.invoke(
+            _cli, ["export", ckpt, "-o", str(weights), "--force", "--band-window", choice]
+        )
+        assert again.exit_code == 0, again.output
+        model = ras2s.load_model(weights)
+        assert model.card["inference"]["band_window"] == expected
+        assert resolve_band_window("auto", model) == expected
+        assert f"trained on {bands}-band sequences" in model.card["inference"]["why"]
+    again = runner.invoke(_cli, ["export", ckpt, "-o", str(weights), "--band-window", "2"])
+    assert again.exit_code == 2 and "at least 3 bands" in again.output
 
 
 def test_cli_resume_with_set_keeps_the_runs_own_config(store, tmp_path):

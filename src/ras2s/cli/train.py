@@ -270,9 +270,18 @@ def train(
     "weights (default: nothing recorded, min-max); choose by measuring both with "
     "`ras2s evaluate --methods ras2s-denoise-minmax,ras2s-denoise-percentile`.",
 )
+@click.option(
+    "--band-window",
+    type=options.BandWindowType(),
+    default="auto",
+    show_default=True,
+    help="Record how many bands `ras2s denoise` (--band-window auto) runs at once with "
+    "these weights: auto: the patch store's band count (the trained sequence length); "
+    "none: whole cubes; or a number. Measure with `ras2s evaluate --band-window`.",
+)
 @options.force
 @options.handle_errors
-def export(ckpt, output, patches, card_extra, which, normalise, force) -> None:
+def export(ckpt, output, patches, card_extra, which, normalise, band_window, force) -> None:
     """Turn a training checkpoint into weights for `ras2s denoise --weights PATH`."""
     from ..errors import OutputError
     from ..train.export import export as run_export
@@ -290,6 +299,12 @@ def export(ckpt, output, patches, card_extra, which, normalise, force) -> None:
         if not isinstance(extra, dict):
             raise click.BadParameter(f"{card_extra}: must hold a JSON object")
     weights, card = run_export(
-        ckpt, output, data_dir=patches, extra=extra, which=which, normalise=normalise
+        ckpt,
+        output,
+        data_dir=patches,
+        extra=extra,
+        which=which,
+        normalise=normalise,
+        band_window=band_window,
     )
     click.echo(f"wrote {weights} and {card}")

@@ -120,6 +120,18 @@ def sequence_card(bands: int) -> dict:
     }
 
 
+def chosen_window_card(band_window: int | None, trained_bands: int | None) -> dict:
+    """The card's ``inference`` band window chosen at export (``None``: whole cubes)."""
+    trained = f"trained on {trained_bands}-band sequences; " if trained_bands else ""
+    runs = "whole cubes at once" if band_window is None else f"{band_window}-band windows"
+    flag = "none" if band_window is None else band_window
+    return {
+        "band_window": band_window,
+        "why": f"{trained}{runs}, chosen at export (ras2s export --band-window {flag}) "
+        "by measuring band windows against whole cubes on long cubes",
+    }
+
+
 def export(
     ckpt_path: str | os.PathLike,
     out: str | os.PathLike,
@@ -128,6 +140,7 @@ def export(
     extra: dict | None = None,
     which: str | None = None,
     normalise: str | None = None,
+    band_window: int | str | None = "auto",
 ) -> tuple[Path, Path]:
     """Write ``out`` (load with :func:`ras2s.load_model`) and ``out`` with ``.json``.
 
@@ -136,6 +149,11 @@ def export(
     ``normalise``: ``"minmax"`` or ``"percentile"``, recorded as the card's
     ``inference.normalise``, what :func:`ras2s.denoise` applies with ``normalise="auto"``
     (None records nothing: min-max).
+    ``band_window``: the card's ``inference.band_window``, what :func:`ras2s.denoise`
+    applies with ``band_window="auto"``: ``"auto"`` the patch store's band count (the
+    sequence length the network was trained on; nothing when the store is not found),
+    ``None`` whole cubes at once (for weights measured stable on long cubes), or a band
+    count.
     """
     if which not in (None, "average", "last"):
         raise InputError(f"which must be 'average' or 'last', got {which!r}")
@@ -157,7 +175,16 @@ def export(
         raise WeightsError(
             f"{ckpt_path}: weights do not match the configured network ({err})"
         ) from None
+    if (
+        band_window != "auto"
+        and band_window is not None
+        and (isinstance(band_window, bool) or not isinstance(band_window, int) or band_window < 3)
+    ):
+        raise InputError(f"band_window must be 'auto', None or at least 3, got {band_window!r}")
     card = build_card(ckpt, data_dir, extra)
+    if band_window != "auto":
+        trained = (card.get("data") or {}).get("bands")
+        card["inference"] = (card.get("inference") or {}) | chosen_window_card(band_window, trained)
     if normalise is not None:
         card.setdefault("inference", {})["normalise"] = normalise
     card["training"]["exported"] = (
