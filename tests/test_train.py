@@ -303,3 +303,17 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(store, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     init = torch.load(tmp_path / "ddp/checkpoints/last.ckpt", weights_only=True)
     assert init["global_step"] == 2
+
+
+def test_chosen_band_window_card_names_the_trained_lengths():
+    from ras2s.train.export import chosen_window_card
+
+    whole = chosen_window_card(None, "31-64")
+    assert whole["band_window"] is None
+    assert "trained on 31-64-band sequences; whole cubes" in whole["why"]
+    assert "--band-window none" in whole["why"]
+    windows = chosen_window_card(48, 64)
+    assert (
+        windows["band_window"] == 48 and "trained on 64-band sequences; 48-band" in windows["why"]
+    )
+    assert chosen_window_card(None, None)["why"].startswith("whole cubes")

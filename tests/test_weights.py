@@ -128,8 +128,10 @@ def test_shipped_default_weights_load_with_their_card():
     card = W.resolve("default").with_suffix(".json")
     assert card.is_file()
     assert "validation" in card.read_text() or "val" in card.read_text()
-    # trained on 31-band windows: longer cubes are denoised in 31-band windows
-    assert model.card["inference"]["band_window"] == 31
+    # measured stable on 16 long cubes and better there than 31-band windows: whole cubes
+    assert model.card["inference"]["band_window"] is None
+    assert "whole cubes" in model.card["inference"]["why"]
+    assert model.card["config"]["band_crop"] == [31, 64]  # trained on 31-64 bands last
     # measured better than min-max on every held-out case: ras2s denoise applies it (auto)
     assert model.card["inference"]["normalise"] == "percentile"
     # the last weights of a linear learning-rate cooldown branched from the long run

@@ -66,9 +66,11 @@ def resolve_band_window(band_window: int | str | None, model: torch.nn.Module) -
     """Bands per network run: ``None`` for the whole cube at once.
 
     ``"auto"`` takes the weights card's ``inference.band_window``: weights trained only
-    on short band sequences (ours: 31-band windows) carry the length they were trained
-    on, because their recurrence can drift on much longer cubes; the authors' checkpoint
-    carries none. ``None`` or ``0`` runs the whole cube; an integer must be at least
+    on short band sequences carry the length they were trained on (``ras2s export``
+    writes the patch store's band count), because their recurrence can drift on much
+    longer cubes; weights measured stable on long cubes (the shipped default since step
+    8,200) carry ``null``, and the authors' checkpoint carries nothing: both run the
+    whole cube. ``None`` or ``0`` runs the whole cube; an integer must be at least
     ``2 * reach + 1`` (3 for the released architecture).
     """
     if band_window == "auto":

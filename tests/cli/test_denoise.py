@@ -86,9 +86,16 @@ def test_info(runner, tmp_path, cube):
     long_cube = tmp_path / "long.npy"
     np.save(long_cube, np.random.default_rng(0).random((70, 16, 16), dtype=np.float32))
     result = _invoke(runner, "info", long_cube)
-    # the shipped weights were trained on 31-band sequences: 3 windows cover 70 bands
+    # the shipped weights run whole cubes (their card's band window is null) ...
     assert "1 x (16 x 16), overlap" in result.output
-    assert "3 windows of 31 bands each" in result.output
+    assert "all 70 bands in one network run" in result.output
+    # ... and weights whose card asks for 31-band windows get 3 of them over 70 bands
+    from ras2s.cli.denoise import _describe_plan
+    from ras2s.weights import load_model
+
+    model = load_model("default")
+    model.card = {**model.card, "inference": {"band_window": 31}}
+    assert _describe_plan((70, 16, 16), np.float32, model).endswith("3 windows of 31 bands each")
     # and what --normalise auto maps to 0 and 1 for them: the 0.5th/99.5th percentiles
     values = np.load(long_cube)
     lo, hi = np.percentile(values.astype(np.float64), [0.5, 99.5])

@@ -260,6 +260,8 @@ def _describe_plan(shape: tuple[int, int, int], dtype, model) -> str:
     if window is not None and window < shape[0]:
         runs = len(band_window_starts(shape[0], window, band_overlap(window)))
         plan += f"; {runs} windows of {window} bands each"
+    else:
+        plan += f"; all {shape[0]} bands in one network run"
     return plan
 
 

@@ -260,8 +260,8 @@ band_window = click.option(
     show_default=True,
     help="Bands per network run: cubes with more bands are denoised in overlapping "
     "windows of that many bands, blended. auto: what the weights' card asks for (the "
-    "shipped weights, trained on 31-band sequences: 31; the authors': the whole cube); "
-    "none: the whole cube at once.",
+    "shipped default and the authors' weights: the whole cube; weights exported from a "
+    "run on short band sequences: that length); none: the whole cube at once.",
 )
 
 

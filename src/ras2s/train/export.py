@@ -120,8 +120,12 @@ def sequence_card(bands: int) -> dict:
     }
 
 
-def chosen_window_card(band_window: int | None, trained_bands: int | None) -> dict:
-    """The card's ``inference`` band window chosen at export (``None``: whole cubes)."""
+def chosen_window_card(band_window: int | None, trained_bands: int | str | None) -> dict:
+    """The card's ``inference`` band window chosen at export (``None``: whole cubes).
+
+    ``trained_bands``: the trained sequence length (``64``, or ``"31-64"`` for a run
+    with ``band_crop``), named in the card's ``why``; None when unknown.
+    """
     trained = f"trained on {trained_bands}-band sequences; " if trained_bands else ""
     runs = "whole cubes at once" if band_window is None else f"{band_window}-band windows"
     flag = "none" if band_window is None else band_window
@@ -184,6 +188,8 @@ def export(
     card = build_card(ckpt, data_dir, extra)
     if band_window != "auto":
         trained = (card.get("data") or {}).get("bands")
+        if trained and cfg.get("band_crop"):  # trained on crops of lo..hi bands
+            trained = f"{cfg['band_crop'][0]}-{min(cfg['band_crop'][1], trained)}"
         card["inference"] = (card.get("inference") or {}) | chosen_window_card(band_window, trained)
     if normalise is not None:
         card.setdefault("inference", {})["normalise"] = normalise
