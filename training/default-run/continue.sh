@@ -15,7 +15,9 @@
 # and trains that copy N more steps with the learning rate falling linearly from 1e-3 to
 # 0 (lr_cooldown_steps, docs/training.md section 2; the config's step milestones, which
 # lie at fractions of max_steps, are switched off so that the shorter max_steps does not
-# trigger them), for weights to export; the run itself goes on unchanged.
+# trigger them), on 64-band windows cut to 31-64 bands per batch (the b64 store, cut
+# where missing, and band_crop; branch C of docs/training.md section 4b, the shipped
+# weights since step 8,200), for weights to export; the run itself goes on unchanged.
 set -euo pipefail
 
 WORK=${RAS2S_TRAIN_DIR:-/tmp/ras2s_train}
@@ -33,6 +35,12 @@ if [[ ${1:-} == --save ]]; then
     echo "copied step $(step_of "$HERE/last.ckpt") to $HERE/last.ckpt"
     exit 0
 fi
+prepare_sources() {
+    if [[ ! -d $WORK/src ]]; then
+        "$PYTHON" training/prepare_sources.py --data ../shared/data --out "$WORK/src"
+    fi
+}
+
 if [[ ${1:-} == --cooldown ]]; then
     STEPS=${2:?--cooldown needs the number of steps}
     THREADS=${3:-1}
@@ -50,17 +58,24 @@ if [[ ${1:-} == --cooldown ]]; then
         rm -r "$COOL"
         exit 1
     fi
+    if [[ ! -f $WORK/b64/manifest.json ]]; then
+        prepare_sources
+        "$RAS2S" prepare "$WORK/src" -o "$WORK/b64" --crop 256 --patch 32 \
+            --scales 1,0.5,0.25 --strides 16,16,16 --patch-bands 64 --band-rule window \
+            --exclude testMSI_1,testMSI_2,testMSI_3,chart_and_stuffed_toy_ms_256,cloth_ms_256 \
+            --val-list sandiego,hydice --seed 0
+    fi
     echo "cooldown from step $STEP to $((STEP + STEPS)) with $THREADS thread(s); log: $COOL/train.log"
-    nohup nice -n 19 "$RAS2S" train --patches "$WORK/p32" --config "$HERE/config.yaml" -o "$COOL" \
+    nohup nice -n 19 "$RAS2S" train --patches "$WORK/b64" --config "$HERE/config.yaml" -o "$COOL" \
         --resume --set "threads=$THREADS" --set "max_steps=$((STEP + STEPS))" \
         --set "lr_cooldown_steps=$STEPS" --set "lr_milestones=[]" --set "lr_factors=[]" \
-        >>"$COOL/train.log" 2>&1 &
+        --set "band_crop=[31, 64]" >>"$COOL/train.log" 2>&1 &
     exit 0
 fi
 THREADS=${1:-1}
 
 if [[ ! -f $WORK/p32/manifest.json ]]; then
-    "$PYTHON" training/prepare_sources.py --data ../shared/data --out "$WORK/src"
+    prepare_sources
     "$RAS2S" prepare "$WORK/src" -o "$WORK/p32" --crop 256 --patch 32 \
         --scales 1,0.5,0.25 --strides 16,16,16 --patch-bands 31 --band-rule window \
         --val-list cloth_ms_256,sandiego,hydice --seed 0
