@@ -317,3 +317,14 @@ def test_chosen_band_window_card_names_the_trained_lengths():
         windows["band_window"] == 48 and "trained on 64-band sequences; 48-band" in windows["why"]
     )
     assert chosen_window_card(None, None)["why"].startswith("whole cubes")
+
+
+def test_a_run_ending_within_an_epoch_saves_its_last_step(store, tmp_path):
+    from ras2s.train.run import fit
+
+    out = tmp_path / "run"
+    fit(_cfg(store, out, max_steps=3))  # epochs of 2 steps: stops one step into epoch 2
+    last = out / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 3
+    fit(_cfg(store, out, max_steps=5), resume=True)
+    assert torch.load(last, weights_only=True)["global_step"] == 5

@@ -45,6 +45,23 @@ def keep_earlier_metrics(out: Path, step: int) -> Path | None:
     return kept
 
 
+class SaveFinalStep(L.Callback):
+    """Write ``last.ckpt`` at the end of training when the last epoch-end save is older.
+
+    Checkpoints are written at epoch ends, so a run that stops at ``max_steps`` within an
+    epoch would leave ``last.ckpt`` up to an epoch behind its final weights. Runs in
+    every training process (whatever the launcher); not after an interruption.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: RAS2SSystem) -> None:
+        """Save when the final step is not the one last saved."""
+        if not trainer.interrupted and pl_module.saved_step != trainer.global_step:
+            trainer.save_checkpoint(self.path)
+
+
 def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Trainer:
     """A Lightning trainer for ``cfg`` writing into ``cfg.out``."""
     out = Path(cfg.out)
@@ -73,7 +90,7 @@ def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Tra
         gradient_clip_val=cfg.grad_clip,
         log_every_n_steps=cfg.log_every,
         logger=_loggers(out),
-        callbacks=[ckpt, *callbacks]
+        callbacks=[ckpt, SaveFinalStep(out / "checkpoints" / "last.ckpt"), *callbacks]
         + ([] if sys.stderr.isatty() else [ProgressLine(cfg.log_every)]),
         use_distributed_sampler=False,  # EpochSampler shards by rank itself
         num_sanity_val_steps=0,
