@@ -328,3 +328,25 @@ def test_a_run_ending_within_an_epoch_saves_its_last_step(store, tmp_path):
     assert torch.load(last, weights_only=True)["global_step"] == 3
     fit(_cfg(store, out, max_steps=5), resume=True)
     assert torch.load(last, weights_only=True)["global_step"] == 5
+
+
+class _LastCheckpointSteps(L.Callback):
+    """Record the step held by last.ckpt on disk at the start of every epoch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.steps = path, []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if self.path.is_file():
+            self.steps.append(torch.load(self.path, weights_only=True)["global_step"])
+
+
+def test_last_checkpoint_follows_every_epoch_even_without_improvement(store, tmp_path):
+    from ras2s.train.run import fit
+
+    out = tmp_path / "run"
+    seen = _LastCheckpointSteps(out / "checkpoints" / "last.ckpt")
+    # lr 0: the weights never change, so validation never improves after the first epoch
+    fit(_cfg(store, out, max_steps=6, lr=0.0), callbacks=(seen,))
+    assert seen.steps == [2, 4]
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6

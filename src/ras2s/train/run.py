@@ -45,21 +45,36 @@ def keep_earlier_metrics(out: Path, step: int) -> Path | None:
     return kept
 
 
-class SaveFinalStep(L.Callback):
-    """Write ``last.ckpt`` at the end of training when the last epoch-end save is older.
+class SaveLast(L.Callback):
+    """Write ``last.ckpt`` at the end of every epoch and at the end of training.
 
-    Checkpoints are written at epoch ends, so a run that stops at ``max_steps`` within an
-    epoch would leave ``last.ckpt`` up to an epoch behind its final weights. Runs in
-    every training process (whatever the launcher); not after an interruption.
+    Lightning's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only when it
+    also writes a top-k checkpoint (since Lightning 2.2): in a run whose validation
+    stopped improving, ``last.ckpt`` stayed at the best step, and a resume went back to
+    it. Here it follows every epoch end (after validation, so the checkpoint holds that
+    validation), and the end of training when ``max_steps`` stops a run within an
+    epoch. Runs in every training process (whatever the launcher); after an
+    interruption nothing more is written.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.saved_step: int | None = None
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: RAS2SSystem) -> None:
-        """Save when the final step is not the one last saved."""
-        if not trainer.interrupted and pl_module.saved_step != trainer.global_step:
+    def _save(self, trainer: L.Trainer) -> None:
+        if trainer.sanity_checking or trainer.interrupted:
+            return
+        if self.saved_step != trainer.global_step:
             trainer.save_checkpoint(self.path)
+            self.saved_step = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save after the epoch (and its validation)."""
+        self._save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save the final step when it fell within an epoch."""
+        self._save(trainer)
 
 
 def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Trainer:
@@ -71,9 +86,7 @@ def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Tra
         monitor="val/mpsnr",
         mode="max",
         save_top_k=1,
-        save_last=True,
-        # always overwrite last.ckpt: with a copied-in last.ckpt (a run continued on a new
-        # machine) Lightning would otherwise write last-v1.ckpt and leave last.ckpt stale
+        save_last=False,  # SaveLast writes last.ckpt after every epoch
         enable_version_counter=False,
     )
     kwargs = dict(
@@ -90,7 +103,7 @@ def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Tra
         gradient_clip_val=cfg.grad_clip,
         log_every_n_steps=cfg.log_every,
         logger=_loggers(out),
-        callbacks=[ckpt, SaveFinalStep(out / "checkpoints" / "last.ckpt"), *callbacks]
+        callbacks=[ckpt, SaveLast(out / "checkpoints" / "last.ckpt"), *callbacks]
         + ([] if sys.stderr.isatty() else [ProgressLine(cfg.log_every)]),
         use_distributed_sampler=False,  # EpochSampler shards by rank itself
         num_sanity_val_steps=0,

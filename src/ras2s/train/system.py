@@ -65,7 +65,6 @@ class RAS2SSystem(L.LightningModule):
         self.wall_time_s = 0.0
         self._t0: float | None = None
         self._total_steps: int | None = None
-        self.saved_step: int | None = None  # global step of the last checkpoint written
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         """Denoise ``(N, bands, H, W)`` with the wrapped network."""
@@ -208,7 +207,6 @@ class RAS2SSystem(L.LightningModule):
     # -- checkpoint extras -----------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the validation history and wall time in the checkpoint."""
-        self.saved_step = int(checkpoint.get("global_step", self.global_step))
         checkpoint["ras2s"] = {
             "history": list(self.history),
             "wall_time_s": self.wall_time_s,
