@@ -16,6 +16,7 @@ from ras2s.train.noise_schedule import (
     cooldown_factor_at,
     crop_bands,
     lr_factor_at,
+    map_intensity,
     noise_kind_at,
     noisy_batch,
 )
@@ -131,11 +132,40 @@ class _StopAfterFirstEpoch(L.Callback):
         trainer.should_stop = True
 
 
-@pytest.mark.parametrize("band_crop", [None, (3, 6)], ids=["all-bands", "band-crop"])
-def test_resume_gives_the_same_weights(store, tmp_path, band_crop):
+def test_map_intensity_maps_each_sample_to_its_own_range():
+    clean = np.broadcast_to(
+        np.linspace(0, 1, 16, dtype=np.float32).reshape(1, 1, 4, 4), (400, 3, 4, 4)
+    )
+    out = map_intensity(clean, (0.5, 2.0), (-0.2, 0.3), 0.75, np.random.default_rng(0))
+    assert out.dtype == np.float32 and out.shape == clean.shape
+    lo, hi = out.min(axis=(1, 2, 3)), out.max(axis=(1, 2, 3))
+    scale, offset = hi - lo, lo  # x spans exactly [0, 1], so each sample's range shows its map
+    kept = np.isclose(scale, 1) & np.isclose(offset, 0)
+    assert 0.15 < kept.mean() < 0.35  # about 1 - prob of the samples are left as they were
+    assert np.all((scale[~kept] >= 0.5 - 1e-6) & (scale[~kept] <= 2.0 + 1e-6))
+    assert np.all((offset[~kept] >= -0.2 - 1e-6) & (offset[~kept] <= 0.3 + 1e-6))
+    assert (scale[~kept] > 1.4).any() and (scale[~kept] < 0.7).any()  # the whole range is drawn
+    # an affine map per sample: every band and pixel of a sample shares it
+    np.testing.assert_allclose(
+        out, offset[:, None, None, None] + scale[:, None, None, None] * clean, atol=1e-6
+    )
+    same = map_intensity(clean, (0.5, 2.0), (-0.2, 0.3), 0.75, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, same)
+    with pytest.raises(InputError, match="intensity_scale"):
+        TrainConfig(intensity_scale=(0.0, 1.0))
+    with pytest.raises(InputError, match="intensity_prob"):
+        TrainConfig(intensity_scale=(0.5, 2.0), intensity_prob=1.5)
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [{}, {"band_crop": (3, 6)}, {"intensity_scale": (0.6, 1.6), "intensity_offset": (-0.2, 0.2)}],
+    ids=["all-bands", "band-crop", "intensity"],
+)
+def test_resume_gives_the_same_weights(store, tmp_path, augment):
     from ras2s.train.run import fit
 
-    cfg = dict(max_steps=4, band_crop=band_crop)
+    cfg = dict(max_steps=4, **augment)
     fit(_cfg(store, tmp_path / "full", **cfg))
     fit(_cfg(store, tmp_path / "split", **cfg), callbacks=(_StopAfterFirstEpoch(),))
     half = torch.load(tmp_path / "split/checkpoints/last.ckpt", weights_only=True)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Continue the default-weights run (docs/training.md, section 4b) on this machine.
+# Continue the default-weights run (docs/training.md) on this machine.
 #
 #   bash training/default-run/continue.sh [THREADS]     # start or continue, in the background
 #   bash training/default-run/continue.sh --save        # copy the newest checkpoint back
@@ -7,21 +7,22 @@
 #
 # Run from the repository root with the project installed (README) and ../shared beside
 # it. The first form lays out the sources and cuts the patch store where they are missing
-# (both deterministic), copies the committed checkpoint into the run folder unless that
-# folder holds a newer one, and starts `ras2s train --resume` at nice 19, logging to
-# $RUN/train.log. The run writes $RUN/checkpoints/last.ckpt every 100 steps. The second
-# form copies that file back to training/default-run/last.ckpt, to be committed. The
-# third branches the run at its newest checkpoint (or CKPT; step S) into $WORK/cool-S-N
-# and trains that copy N more steps with the learning rate falling linearly from 1e-3 to
-# 0 (lr_cooldown_steps, docs/training.md section 2; the config's step milestones, which
-# lie at fractions of max_steps, are switched off so that the shorter max_steps does not
-# trigger them), on 64-band windows cut to 31-64 bands per batch (the b64 store, cut
-# where missing, and band_crop; branch C of docs/training.md section 4b, the shipped
-# weights since step 8,200), for weights to export; the run itself goes on unchanged.
+# (both deterministic: 64-band windows of the cubes with at least 64 bands, the CAVE test
+# cubes and cloth left out, San Diego and HYDICE for validation), copies the committed
+# checkpoint into the run folder unless that folder holds a newer one, and starts
+# `ras2s train --resume` with config.yaml (run 3: 31-64 band crops and intensity
+# augmentation) at nice 19, logging to $RUN/train.log. The run writes
+# $RUN/checkpoints/last.ckpt every 100 steps. The second form copies that file back to
+# training/default-run/last.ckpt, to be committed. The third branches the run at its
+# newest checkpoint (or CKPT; step S) into $WORK/cool-S-N and trains that copy N more
+# steps with the learning rate falling linearly from 1e-3 to 0 (lr_cooldown_steps,
+# docs/training.md; the config's step milestones, which lie at fractions of max_steps,
+# are switched off so that the shorter max_steps does not trigger them), for weights to
+# export; the run itself goes on unchanged.
 set -euo pipefail
 
 WORK=${RAS2S_TRAIN_DIR:-/tmp/ras2s_train}
-RUN=$WORK/run
+RUN=$WORK/run3
 HERE=training/default-run
 RAS2S=${RAS2S:-$(command -v ras2s || echo .venv/bin/ras2s)}
 PYTHON=${PYTHON:-$(dirname "$RAS2S")/python}
@@ -35,9 +36,15 @@ if [[ ${1:-} == --save ]]; then
     echo "copied step $(step_of "$HERE/last.ckpt") to $HERE/last.ckpt"
     exit 0
 fi
-prepare_sources() {
+prepare_store() {
     if [[ ! -d $WORK/src ]]; then
         "$PYTHON" training/prepare_sources.py --data ../shared/data --out "$WORK/src"
+    fi
+    if [[ ! -f $WORK/b64/manifest.json ]]; then
+        "$RAS2S" prepare "$WORK/src" -o "$WORK/b64" --crop 256 --patch 32 \
+            --scales 1,0.5,0.25 --strides 16,16,16 --patch-bands 64 --band-rule window \
+            --exclude testMSI_1,testMSI_2,testMSI_3,chart_and_stuffed_toy_ms_256,cloth_ms_256 \
+            --val-list sandiego,hydice --seed 0
     fi
 }
 
@@ -58,33 +65,22 @@ if [[ ${1:-} == --cooldown ]]; then
         rm -r "$COOL"
         exit 1
     fi
-    if [[ ! -f $WORK/b64/manifest.json ]]; then
-        prepare_sources
-        "$RAS2S" prepare "$WORK/src" -o "$WORK/b64" --crop 256 --patch 32 \
-            --scales 1,0.5,0.25 --strides 16,16,16 --patch-bands 64 --band-rule window \
-            --exclude testMSI_1,testMSI_2,testMSI_3,chart_and_stuffed_toy_ms_256,cloth_ms_256 \
-            --val-list sandiego,hydice --seed 0
-    fi
+    prepare_store
     echo "cooldown from step $STEP to $((STEP + STEPS)) with $THREADS thread(s); log: $COOL/train.log"
     nohup nice -n 19 "$RAS2S" train --patches "$WORK/b64" --config "$HERE/config.yaml" -o "$COOL" \
         --resume --set "threads=$THREADS" --set "max_steps=$((STEP + STEPS))" \
         --set "lr_cooldown_steps=$STEPS" --set "lr_milestones=[]" --set "lr_factors=[]" \
-        --set "band_crop=[31, 64]" >>"$COOL/train.log" 2>&1 &
+        >>"$COOL/train.log" 2>&1 &
     exit 0
 fi
 THREADS=${1:-1}
 
-if [[ ! -f $WORK/p32/manifest.json ]]; then
-    prepare_sources
-    "$RAS2S" prepare "$WORK/src" -o "$WORK/p32" --crop 256 --patch 32 \
-        --scales 1,0.5,0.25 --strides 16,16,16 --patch-bands 31 --band-rule window \
-        --val-list cloth_ms_256,sandiego,hydice --seed 0
-fi
+prepare_store
 mkdir -p "$RUN/checkpoints"
 if [[ ! -f $RUN/checkpoints/last.ckpt ]] ||
     (($(step_of "$HERE/last.ckpt") > $(step_of "$RUN/checkpoints/last.ckpt"))); then
     cp "$HERE/last.ckpt" "$RUN/checkpoints/last.ckpt"
 fi
 echo "continuing from step $(step_of "$RUN/checkpoints/last.ckpt") with $THREADS thread(s); log: $RUN/train.log"
-nohup nice -n 19 "$RAS2S" train --patches "$WORK/p32" --config "$HERE/config.yaml" -o "$RUN" \
+nohup nice -n 19 "$RAS2S" train --patches "$WORK/b64" --config "$HERE/config.yaml" -o "$RUN" \
     --resume --set "threads=$THREADS" >>"$RUN/train.log" 2>&1 &

@@ -44,6 +44,14 @@ class TrainConfig:
     # (lo, hi): every training batch is cut to k consecutive bands, k drawn per step
     # uniformly from lo..hi (capped at the store's band count), the window per sample
     band_crop: tuple[int, int] | None = None
+    # intensity augmentation (issue: the default path): with probability intensity_prob a
+    # sample's clean patch x in [0, 1] becomes offset + scale * x before noise is added,
+    # scale log-uniform in intensity_scale, offset uniform in intensity_offset, so the
+    # network learns cubes whose normalisation missed the clean range (signal beyond
+    # [0, 1], or squeezed into part of it); the target is the mapped clean patch
+    intensity_scale: tuple[float, float] | None = None
+    intensity_offset: tuple[float, float] = (0.0, 0.0)
+    intensity_prob: float = 1.0
     # architecture (RAS2SConfig)
     channels: int = 14
     regions: int = 3
@@ -93,6 +101,17 @@ class TrainConfig:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.band_crop is not None and not 1 <= self.band_crop[0] <= self.band_crop[1]:
             raise InputError(f"band_crop must be (lo, hi) with 1 <= lo <= hi, got {self.band_crop}")
+        if (
+            self.intensity_scale is not None
+            and not 0 < self.intensity_scale[0] <= (self.intensity_scale[1])
+        ):
+            raise InputError(
+                f"intensity_scale must be (lo, hi) with 0 < lo <= hi, got {self.intensity_scale}"
+            )
+        if self.intensity_offset[0] > self.intensity_offset[1]:
+            raise InputError(f"intensity_offset must be (lo, hi), got {self.intensity_offset}")
+        if not 0.0 <= self.intensity_prob <= 1.0:
+            raise InputError(f"intensity_prob must be in [0, 1], got {self.intensity_prob}")
         if self.lr_cooldown_steps < 0:
             raise InputError(f"lr_cooldown_steps must be >= 0, got {self.lr_cooldown_steps}")
         if not 0.0 <= self.lr_cooldown_to <= 1.0:

@@ -90,3 +90,26 @@ def crop_bands(clean: np.ndarray, lo: int, hi: int, rng: np.random.Generator) ->
     k = int(rng.integers(lo, min(hi, bands) + 1))
     starts = rng.integers(0, bands - k + 1, size=n)
     return np.stack([sample[s : s + k] for sample, s in zip(clean, starts, strict=True)])
+
+
+def map_intensity(
+    clean: np.ndarray,
+    scale: tuple[float, float],
+    offset: tuple[float, float],
+    prob: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Map each sample of ``clean`` ``(N, B, H, W)`` to ``offset + scale * x``, float32.
+
+    With probability ``prob`` per sample, ``scale`` is drawn log-uniformly from
+    ``scale = (lo, hi)`` and ``offset`` uniformly from ``offset = (lo, hi)``; the other
+    samples are kept. Every draw is made for every sample (whether mapped or not), so the
+    generator's state after the call does not depend on the outcomes.
+    """
+    n = clean.shape[0]
+    keep = rng.random(n) >= prob
+    scales = np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]), n))
+    offsets = rng.uniform(offset[0], offset[1], n)
+    scales[keep], offsets[keep] = 1.0, 0.0
+    shape = (n,) + (1,) * (clean.ndim - 1)
+    return (offsets.reshape(shape) + scales.reshape(shape) * clean).astype(np.float32)

@@ -27,6 +27,7 @@ from .noise_schedule import (
     cooldown_factor_at,
     crop_bands,
     lr_factor_at,
+    map_intensity,
     noise_kind_at,
     noisy_batch,
 )
@@ -124,7 +125,10 @@ class RAS2SSystem(L.LightningModule):
         """Noise a clean batch on the fly (seeded by step and rank) and return the loss.
 
         With ``band_crop`` the batch is first cut to a band window (:func:`crop_bands`,
-        its own generator per step and rank), so a resumed run cuts the same windows.
+        its own generator per step and rank), so a resumed run cuts the same windows;
+        with ``intensity_scale`` each clean sample is then mapped to a random range
+        (:func:`map_intensity`, a third generator), and the loss compares the network's
+        output with the mapped clean batch.
         """
         kind = self.noise_kind()
         # One generator per (seed, step, rank): a resumed run draws the same noise.
@@ -133,6 +137,16 @@ class RAS2SSystem(L.LightningModule):
         if self.cfg.band_crop is not None:
             crop_rng = np.random.default_rng([self.cfg.seed, self.global_step, self.global_rank, 2])
             clean_np = crop_bands(clean_np, *self.cfg.band_crop, crop_rng)
+            clean = torch.from_numpy(clean_np).to(clean.device, clean.dtype)
+        if self.cfg.intensity_scale is not None:
+            gain_rng = np.random.default_rng([self.cfg.seed, self.global_step, self.global_rank, 3])
+            clean_np = map_intensity(
+                clean_np,
+                self.cfg.intensity_scale,
+                self.cfg.intensity_offset,
+                self.cfg.intensity_prob,
+                gain_rng,
+            )
             clean = torch.from_numpy(clean_np).to(clean.device, clean.dtype)
         noisy = noisy_batch(clean_np, kind, rng)
         noisy = torch.from_numpy(noisy).to(clean.device, clean.dtype)
