@@ -43,8 +43,11 @@ def test_two_worker_processes_each_write_their_files_once(tmp_path, rng, tiny_we
     result = runner.invoke(main, [*common, "-o", str(parallel), "--workers", "2", "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "(worker 0)" in result.output and "(worker 1)" in result.output
-    names = sorted(p.name for p in parallel.iterdir())
-    assert names == [f"scene{i}_denoised.mat" for i in range(4)]  # no temp files left
+    names = sorted(p.name for p in parallel.iterdir() if p.suffix == ".mat")
+    assert names == [f"scene{i}_denoised.mat" for i in range(4)]
+    assert sorted(p.name for p in parallel.iterdir()) == sorted(
+        [*names, *(f"{n}.json" for n in names)]
+    )  # a sidecar each, no temp files left
     for name in names:
         a, b = read_cube(serial / name).data, read_cube(parallel / name).data
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4)

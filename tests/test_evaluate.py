@@ -353,7 +353,7 @@ def test_the_denoise_methods_renormalise_the_noisy_cube_by_range_or_percentiles(
     from ras2s import denoise, load_model
     from ras2s.evaluate.methods import resolve_methods
 
-    methods = ["ras2s-denoise", "ras2s-denoise-percentile"]
+    methods = ["ras2s-denoise", "ras2s-denoise-percentile", "ras2s-denoise-minmax"]
     res = _run(cubes, tmp_path / "out", tiny_weights, cases=["mixture"], methods=methods)
     assert {r["method"] for r in csv_rows(res.csv_path)} == {"noisy", *methods}
     assert "percentile" in res.provenance["methods"]["ras2s-denoise-percentile"]["kind"]
@@ -362,10 +362,14 @@ def test_the_denoise_methods_renormalise_the_noisy_cube_by_range_or_percentiles(
     noisy[0, 0, 0] = 9.0  # an outlier that sets the maximum
     resolved, _, _ = resolve_methods(methods, tiny_weights, "cpu")
     model = load_model(tiny_weights)
-    for name, how in zip(methods, ("minmax", "percentile"), strict=True):
+    # weights without a card: auto is the estimated clean range
+    for name, how in zip(methods, ("clean", "percentile", "minmax"), strict=True):
         expected = denoise(noisy, model=model, normalise=how)
         np.testing.assert_array_equal(resolved[name](noisy, {}), expected)
-    assert not np.array_equal(resolved[methods[0]](noisy, {}), resolved[methods[1]](noisy, {}))
+    outputs = [resolved[name](noisy, {}) for name in methods]
+    assert not np.array_equal(outputs[0], outputs[1]) and not np.array_equal(outputs[0], outputs[2])
+    clean, _, _ = resolve_methods(["ras2s-denoise-clean"], tiny_weights, "cpu")
+    np.testing.assert_array_equal(clean["ras2s-denoise-clean"](noisy, {}), outputs[0])
 
 
 def test_undefined_ergas_is_nan_in_csv_and_null_in_json(tmp_path, rng):

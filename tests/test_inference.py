@@ -30,7 +30,7 @@ def test_whole_image_equals_the_network_on_the_normalised_cube(rng, tiny_model):
     with torch.inference_mode():
         expected = tiny_model(torch.from_numpy((cube - lo) / (hi - lo))[None])[0].numpy()
     expected = expected * (hi - lo) + lo
-    out = denoise(cube, model=tiny_model)
+    out = denoise(cube, model=tiny_model, normalise="minmax")
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-3)
 
 
@@ -164,9 +164,9 @@ def test_auto_normalisation_is_what_the_weights_card_asks(rng, tiny_model, tmp_p
 
     cube = _cube(rng)
     cube[0, 0, 0] = 50 * cube.max()  # an outlier: the two normalisations differ
-    assert resolve_normalise("auto", tiny_model) == "minmax"  # no card: min-max
+    assert resolve_normalise("auto", tiny_model) == "clean"  # no card: the clean range
     np.testing.assert_array_equal(
-        denoise(cube, model=tiny_model), denoise(cube, model=tiny_model, normalise="minmax")
+        denoise(cube, model=tiny_model), denoise(cube, model=tiny_model, normalise="clean")
     )
     path = tmp_path / "percentile.pt"
     save_weights(tiny_model, path, card={"inference": {"normalise": "percentile"}})
@@ -229,7 +229,9 @@ def test_a_finite_cube_gives_a_finite_faithful_output(tiny_model, rng, make, dty
 def test_a_range_float64_cannot_normalise_is_refused(tiny_model, rng, scale):
     cube = scale * (rng.random((4, 8, 8)) * 2 - 1) if scale > 1 else scale * rng.random((4, 8, 8))
     with pytest.raises(InputError, match="range too"):
-        denoise(cube, model=tiny_model)
+        denoise(cube, model=tiny_model, normalise="minmax")
+    if scale > 1:  # the clean range of +-1e308 noise is narrower, and representable
+        assert np.isfinite(denoise(cube, model=tiny_model, normalise="clean")).all()
 
 
 @pytest.mark.parametrize(("tile", "overlap"), [(8, 8), (8, 9), (16, 40)])
@@ -276,7 +278,7 @@ class _Scaled(torch.nn.Module):
         return x * self.factor + self.offset
 
 
-@pytest.mark.parametrize("normalise", ["minmax", "percentile", "none"])
+@pytest.mark.parametrize("normalise", ["clean", "minmax", "percentile", "none"])
 def test_a_diverging_network_is_an_error_not_data(rng, normalise):
     cube = rng.random((5, 16, 16)).astype(np.float32)
     ok = denoise(cube, model=_Scaled(1.0, 0.5), normalise=normalise)  # shifted: still data
@@ -285,6 +287,98 @@ def test_a_diverging_network_is_an_error_not_data(rng, normalise):
         denoise(cube, model=_Scaled(1e6), normalise=normalise)
     with pytest.raises(InputError, match="NaN or Inf"):
         denoise(cube, model=_Scaled(float("nan")), normalise=normalise)
+
+
+class _Fragile(torch.nn.Module):
+    """Identity on short, in-range inputs; 'diverges' (x 1e6) on long or bright ones."""
+
+    def __init__(self, max_bands: int = 31, max_value: float = 1e9):
+        super().__init__()
+        self.max_bands, self.max_value = max_bands, max_value
+        self.calls: list[tuple[int, float]] = []
+
+    def forward(self, x):
+        self.calls.append((x.shape[1], float(x.max())))
+        if x.shape[1] > self.max_bands or float(x.max()) > self.max_value:
+            return x * 1e6
+        return x
+
+
+def test_a_divergence_is_retried_in_band_windows_then_with_minmax(rng):
+    from ras2s.errors import DivergenceError, FallbackWarning
+
+    cube = (rng.random((40, 16, 16)) * 1000).astype(np.float32)
+    # 1. diverges on 40 bands at once, not in 31-band windows: the windows are used
+    report: dict = {}
+    with pytest.warns(FallbackWarning) as caught:
+        out = denoise(cube, model=_Fragile(), normalise="minmax", report=report)
+    np.testing.assert_allclose(out, cube, rtol=1e-5, atol=1e-3)  # identity, blended windows
+    (message,) = [str(w.message) for w in caught]
+    assert "\n" not in message and "diverged on the whole cube" in message
+    assert "31-band windows" in message and "--strict" in message
+    assert report["band_window"] == 31 and report["normalise"] == "minmax"
+    assert [f["band_window"] for f in report["fallback"]] == [None]
+    # 2. diverges on values above 1 too: the bright cube falls back to minmax at last
+    bright = cube.copy()
+    bright[:, :2, :2] = 5000.0  # a few bright pixels, above the estimated clean range
+    fragile = _Fragile(max_value=1.0 + 1e-6)
+    report = {}
+    with pytest.warns(FallbackWarning, match="'minmax' normalisation instead"):
+        out = denoise(bright, model=fragile, normalise="clean", report=report)
+    np.testing.assert_allclose(out, bright, rtol=1e-5, atol=1e-2)
+    assert [(f["normalise"], f["band_window"]) for f in report["fallback"]] == [
+        ("clean", None),
+        ("clean", 31),
+    ]
+    assert (report["normalise"], report["band_window"]) == ("minmax", 31)
+    # 3. strict: the first divergence is the error, nothing retried
+    strict = _Fragile()
+    with pytest.raises(DivergenceError, match="diverge"):
+        denoise(cube, model=strict, normalise="minmax", strict=True)
+    assert [bands for bands, _ in strict.calls] == [40]
+    # 4. a network that diverges everywhere still ends in the error
+    with pytest.raises(DivergenceError):
+        denoise(cube, model=_Scaled(1e6))
+
+
+def test_no_fallback_when_the_first_setting_holds(rng, tiny_model):
+    import warnings
+
+    cube = _cube(rng)
+    report: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = denoise(cube, model=tiny_model, report=report)
+    assert report["fallback"] == [] and report["normalise"] == "clean"
+    assert report["band_window"] is None and report["range"][0] < report["range"][1]
+    np.testing.assert_array_equal(out, denoise(cube, model=tiny_model))
+
+
+def test_clean_normalisation_follows_the_units(rng, tiny_model):
+    from ras2s import add_noise, metrics
+
+    clean = rng.random((8, 1, 1)) * np.ones((8, 32, 32))  # flat bands: an easy clean range
+    clean = ((clean - clean.min()) / (clean.max() - clean.min())).astype(np.float32)
+    noisy = add_noise(clean, "mixture", rng=5).astype(np.float64)
+    out = denoise(noisy, model=tiny_model)
+    scaled = denoise(noisy * 5000 + 300, model=tiny_model)
+    np.testing.assert_allclose((scaled - 300) / 5000, out, atol=1e-5)
+    a = metrics.mpsnr(out.astype(np.float32), clean, data_range=1.0)
+    b = metrics.mpsnr(((scaled - 300) / 5000).astype(np.float32), clean, data_range=1.0)
+    assert abs(a - b) < 0.05
+
+
+def test_normalisation_range_leaves_nodata_out(rng):
+    from ras2s.inference import normalisation_range
+
+    cube = (rng.random((6, 30, 30)) * 100 + 50).astype(np.float32)
+    holed = cube.copy()
+    holed[:, :5, :] = -9999.0
+    for how in ("minmax", "percentile", "clean"):
+        _, lo, hi = normalisation_range(holed, how, nodata=-9999.0)
+        assert lo > 40 and hi < 160, (how, lo, hi)
+    _, lo, _ = normalisation_range(holed, "minmax")  # told nothing: -9999 is data
+    assert lo == -9999.0
 
 
 # ------------------------------------------------------------------ band windows
@@ -301,11 +395,13 @@ def test_band_window_runs_the_network_on_windows_of_that_many_bands(rng, tiny_mo
             return tiny_model(torch.from_numpy(x)[None])[0].numpy()
 
     expected = run_band_windows(network, (cube - lo) / (hi - lo), 8, 2) * (hi - lo) + lo
-    out = denoise(cube, model=tiny_model, band_window=8)
+    out = denoise(cube, model=tiny_model, band_window=8, normalise="minmax")
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-3)
-    whole = denoise(cube, model=tiny_model, band_window=None)
+    whole = denoise(cube, model=tiny_model, band_window=None, normalise="minmax")
     assert np.abs(out - whole).max() > 1e-3  # windows are not the whole sequence
-    assert np.array_equal(denoise(cube, model=tiny_model, band_window=20), whole)
+    assert np.array_equal(
+        denoise(cube, model=tiny_model, band_window=20, normalise="minmax"), whole
+    )
 
 
 def test_band_window_auto_follows_the_weights_card(rng, tiny_model, monkeypatch):

@@ -53,6 +53,29 @@ def test_tiff_cli_denoise_keeps_georeference(tmp_path, rng, tiny_weights):
         np.testing.assert_array_equal(ds.read()[:, -3:], -9999.0)
 
 
+def test_info_leaves_nodata_out_of_the_range_and_the_normalisation(tmp_path, rng):
+    rasterio_or_skip()
+    from click.testing import CliRunner
+
+    from ras2s.cli import main
+
+    data = (rng.random((4, 32, 32)) * 100 + 50).astype(np.float32)
+    data[:, :6] = -9999.0
+    geotiff(tmp_path / "s.tif", data, "band")
+    res = CliRunner().invoke(main, ["info", str(tmp_path / "s.tif"), "--json"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    fields = json.loads(res.output)
+    assert fields["nodata"] == "-9999" and fields["nodata_values"] == 4 * 6 * 32
+    assert 50 <= fields["min"] < fields["max"] <= 150
+    assert "nodata left out" in fields["normalisation"]
+    lo, hi = (
+        float(v) for v in fields["normalisation"].split(": ")[-1].split(" map")[0].split(" .. ")
+    )
+    assert 50 <= lo < hi <= 150  # -9999 is nowhere near the range denoise uses
+
+
 def _smooth(bands, h, w):
     from .test_assess import smooth_cube
 
@@ -96,14 +119,14 @@ class Spy(torch.nn.Module):
 def test_skip_bands_pass_through_and_are_not_fed(rng):
     cube = rng.integers(100, 4000, (10, 16, 16)).astype(np.uint16)
     spy = Spy()
-    out = ras2s.denoise(cube, model=spy, skip_bands=[0, 1, 9])
+    out = ras2s.denoise(cube, model=spy, skip_bands=[0, 1, 9], normalise="minmax")
     assert out.dtype == np.uint16 and out.shape == cube.shape
     assert {x.shape[1] for x in spy.seen} == {7}
     np.testing.assert_array_equal(out, cube)  # identity model: exact round trip
     spy.seen.clear()
     bad = cube.copy()
     bad[[0, 1, 9]] = 65535  # wild bad bands do not enter the normalisation
-    ras2s.denoise(bad, model=spy, skip_bands="0-1,9")
+    ras2s.denoise(bad, model=spy, skip_bands="0-1,9", normalise="minmax")
     x = torch.cat(spy.seen)
     assert float(x.min()) == 0.0 and float(x.max()) == 1.0
 
@@ -112,7 +135,7 @@ def test_nodata_left_out_of_normalisation_and_filled_with_band_mean(rng):
     cube = (rng.random((3, 12, 12)) * 10 + 100).astype(np.float32)
     cube[:, 5, 3:7] = -9999  # a hole inside the scene
     spy = Spy()
-    out = ras2s.denoise(cube, model=spy, nodata=-9999)
+    out = ras2s.denoise(cube, model=spy, nodata=-9999, normalise="minmax")
     x = spy.seen[0][0].numpy()
     valid = cube != -9999
     assert x.shape == cube.shape and x.min() == 0.0 and x.max() == 1.0

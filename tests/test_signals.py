@@ -8,6 +8,7 @@ left, that every output there is complete, and that no worker process survives.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -94,6 +95,9 @@ class Run:
     def check_clean(self) -> None:
         assert not [p for p in self.out.iterdir() if p.name.startswith(".ras2s-")]
         for path in self.out.iterdir():  # whatever was written is whole
+            if path.suffix == ".json":  # a cube's sidecar, written after it
+                assert json.loads(path.read_text())["output"] == str(path.with_suffix(""))
+                continue
             assert read_cube(path, layout="BHW").data.shape == (6, 48, 48)
         assert not any("Traceback" in line for line in self.lines), "\n".join(self.lines)
         assert _wait(lambda: not any(_alive(p) for p in self.workers), 15), "orphan workers"

@@ -133,7 +133,7 @@ def test_shipped_default_weights_load_with_their_card():
     assert "whole cubes" in model.card["inference"]["why"]
     assert model.card["config"]["band_crop"] == [31, 64]  # trained on 31-64 bands last
     # measured better than min-max on every held-out case: ras2s denoise applies it (auto)
-    assert model.card["inference"]["normalise"] == "percentile"
+    assert model.card["inference"]["normalise"] == "clean"
     # the last weights of a linear learning-rate cooldown branched from the long run
     assert model.card["training"]["exported"] == "the weights at the last step"
     assert model.card["config"]["lr_cooldown_steps"] > 0

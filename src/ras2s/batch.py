@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import queue as queue_module
 import signal
@@ -59,6 +60,7 @@ class DenoiseSettings:
     skip_bands: str | None = None  # "0-4,103-112"; added to the ENVI bbl = 0 bands
     force: bool = False
     progress: bool = False
+    strict: bool = False  # a diverging network is an error, not retried in safer settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +85,9 @@ def denoise_file(
     """Read ``source``, denoise it, write ``target`` atomically; return the warnings raised.
 
     ``model`` is the loaded network for ``method == "ras2s"`` (ignored otherwise).
+    Beside ``target`` a JSON sidecar (:func:`sidecar_path`) records how it was made: the
+    input, the method and weights, the normalisation and its range, the band window,
+    and any fallback taken after a divergence (:func:`provenance`).
     Raises :class:`~ras2s.errors.Ras2sError` for bad input; nothing is written then.
     """
     from .inference import (
@@ -92,10 +97,21 @@ def denoise_file(
         parse_band_list,
         resolve_device,
     )
-    from .io import bad_bands, check_output, cube_nodata, read_cube, write_atomically, write_cube
+    from .io import (
+        bad_bands,
+        check_output,
+        check_replaceable,
+        cube_nodata,
+        read_cube,
+        write_atomically,
+        write_cube,
+        write_text_atomically,
+    )
 
     cube = read_cube(source, key=settings.key, layout=settings.layout)
     check_output(target, cube.data.dtype, force=settings.force)  # before the network runs
+    check_replaceable(sidecar_path(target), force=settings.force, inputs=[source])
+    done: dict = {}
     nodata = settings.nodata if settings.nodata is not None else cube_nodata(cube)
     skip = sorted(
         set(bad_bands(cube)) | set(parse_band_list(settings.skip_bands, cube.data.shape[0]))
@@ -116,6 +132,8 @@ def denoise_file(
                 nan_policy=settings.nan_policy,
                 normalise=settings.normalise,
                 band_window=settings.band_window,
+                strict=settings.strict,
+                report=done,
             )
         else:
             classical = functools.partial(
@@ -129,12 +147,83 @@ def denoise_file(
                 result = classical(cube.data)
             else:
                 result = denoise_masked(cube.data, classical, nodata=nodata, skip_bands=skip)
+    messages = tuple(str(w.message) for w in caught)
     write_cube(target, result, like=cube, force=settings.force)
+    record = provenance(cube, target, settings, model, nodata, skip, done, messages)
+    write_text_atomically(sidecar_path(target), json.dumps(record, indent=1) + "\n")
     if preview is not None:
         from .report import write_preview
 
         write_atomically(preview, functools.partial(write_preview, cube.data, result))
-    return tuple(str(w.message) for w in caught)
+    return messages
+
+
+def sidecar_path(target: Path) -> Path:
+    """Where the record of how ``target`` was made is written: ``<target>.json``."""
+    target = Path(target)
+    return target.with_name(target.name + ".json")
+
+
+def provenance(
+    cube,
+    target: Path,
+    settings: DenoiseSettings,
+    model,
+    nodata: float | None,
+    skip: list[int],
+    done: dict,
+    messages: tuple[str, ...],
+) -> dict:
+    """The sidecar's record of one denoised file (JSON-ready).
+
+    ``done`` is what :func:`ras2s.denoise` reported (``report=``): the normalisation and
+    the range mapped to [0, 1], the band window and the fallback list (empty when the
+    first setting held; each entry the setting that diverged and the error).
+    """
+    from . import __version__
+    from .io import sha256_file
+
+    record: dict = {
+        "input": {
+            "path": str(Path(cube.path).resolve()),
+            "format": cube.format,
+            "key": cube.key,
+            "layout": cube.layout,
+            "shape": list(cube.data.shape),
+            "dtype": str(cube.data.dtype),
+        },
+        "output": str(target),
+        "method": settings.method,
+    }
+    if settings.method == "ras2s" and model is not None:
+        card = getattr(model, "card", None) or {}
+        weights_path = card.get("path")
+        record["weights"] = {
+            "name": str(settings.weights),
+            "path": weights_path,
+            "sha256": sha256_file(weights_path) if weights_path else None,
+            "precision": getattr(model, "precision", None),
+        }
+        record.update(
+            {
+                "normalise": done.get("normalise"),
+                "range": done.get("range"),
+                "band_window": done.get("band_window"),
+                "strict": settings.strict,
+                "fallback": done.get("fallback", []),
+            }
+        )
+    else:
+        record.update({"normalise": "minmax", "sigma": settings.sigma})
+    record.update(
+        {
+            "nodata": None if nodata is None else repr(float(nodata)),
+            "skip_bands": skip,
+            "warnings": list(messages),
+            "ras2s_version": __version__,
+        }
+    )
+    return record
 
 
 @contextlib.contextmanager
@@ -163,7 +252,7 @@ def plan_targets(
     source as ``<stem><suffix><ext>``. Refused, ``force`` or not: two sources with one
     output, an output (or ``preview``) on an input or inside an input PNG-band folder,
     a symbolic link, a device, or a folder holding more than band PNGs; without
-    ``force``, any existing output.
+    ``force``, any existing output or output sidecar (``<output>.json``).
 
     Raises
     ------
@@ -193,6 +282,7 @@ def plan_targets(
     _refuse_shared_targets(sources, targets)
     for target in targets:
         check_output(target, force=force, inputs=sources)
+        check_replaceable(sidecar_path(target), force=force, inputs=sources)
     if preview is not None:
         if many:
             raise OutputError("--preview needs a single input")

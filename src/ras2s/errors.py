@@ -26,6 +26,25 @@ class LayoutError(InputError):
     """The spectral axis of a cube cannot be decided without a guess."""
 
 
+class DivergenceError(InputError):
+    """The network's output is not plausible for its input (NaN/Inf, or far out of range).
+
+    ``detail`` says what was seen in a few words (``"output [-73.1, 42.3] for input
+    [-0.0108, 2.29]"``), for the one-line warning of a fallback.
+    """
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+
+class FallbackWarning(UserWarning):
+    """The network diverged and :func:`ras2s.denoise` recovered in a safer setting.
+
+    The message is one line saying what failed and what was used instead.
+    """
+
+
 class OutputError(Ras2sError):
     """An output cannot be written (exists without --force, folder not writable, ...)."""
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .cube import check_range, denormalise
-from .errors import InputError
+from .errors import DivergenceError, FallbackWarning, InputError
 from .tiling import balanced_tile, run_band_windows, run_tiled, tile_for_budget
 
 GiB = 1 << 30
@@ -26,7 +26,10 @@ DEFAULT_MAX_MEMORY = 2 * GiB
 DEFAULT_OVERLAP = 32
 DEFAULT_BAND_OVERLAP = 8
 NAN_POLICIES = ("error", "fill")
-NORMALISATIONS = ("minmax", "percentile", "none")
+NORMALISATIONS = ("clean", "minmax", "percentile", "none")
+#: Bands per network run when a whole-cube run diverged: the band count of the paper's
+#: training data and the shortest band crop of ours.
+RETRY_BAND_WINDOW = 31
 PERCENTILES = (0.5, 99.5)
 _PERCENTILE_SAMPLE = 4_000_000
 
@@ -92,14 +95,14 @@ def resolve_band_window(band_window: int | str | None, model: torch.nn.Module) -
 def resolve_normalise(normalise: str, model: torch.nn.Module | None = None) -> str:
     """The normalisation to apply: one of :data:`NORMALISATIONS`.
 
-    ``"auto"`` takes the weights card's ``inference.normalise`` (the shipped weights:
-    ``percentile``, measured better than ``minmax`` on every held-out cube and noise case,
-    docs/training.md section 4), else ``minmax`` (the authors' checkpoint, which carries
-    none, and the classical methods).
+    ``"auto"`` takes the weights card's ``inference.normalise``, else ``clean`` (the
+    estimated range of the clean signal, :func:`ras2s.ranges.clean_range`; for the
+    authors' checkpoint, which carries no card, it measured above ``minmax`` on average
+    and on most cube/noise pairs: docs/evaluation.md, "Normalisation").
     """
     if normalise == "auto":
         card = getattr(model, "card", None) or {}
-        normalise = (card.get("inference") or {}).get("normalise", "minmax")
+        normalise = (card.get("inference") or {}).get("normalise", "clean")
     if normalise not in NORMALISATIONS:
         raise InputError(
             f"normalise must be 'auto' or one of {', '.join(NORMALISATIONS)}, got {normalise!r}"
@@ -196,12 +199,27 @@ def _value_range(
     strided sample of at most 4 million values), so that a few outliers -- hot pixels,
     impulse noise, dead lines, or the tails of strong noise -- do not squeeze the signal
     into a fraction of [0, 1]. Values outside stay outside (no clipping).
+    ``clean``: the estimated minimum and maximum of the clean signal
+    (:func:`ras2s.ranges.clean_range`: those of a median-filtered, smoothed copy), so
+    that neither noise nor a few bright pixels set the scale.
     ``none``: the cube is already normalised (0 and 1 are used as they are).
     """
     normalise = resolve_normalise(normalise)
     lo, hi, fills = _finite_range(cube, nan_policy)
     if normalise == "none":
         return 0.0, 1.0, fills
+    if normalise == "clean" and hi > lo:
+        from .ranges import clean_range
+
+        def band(b: int) -> np.ndarray:
+            values = cube[b]
+            if fills is None:
+                return values
+            return np.where(np.isfinite(values), values, fills[b])
+
+        clo, chi = clean_range(cube, band)
+        if chi > clo:
+            lo, hi = clo, chi
     if normalise == "percentile" and hi > lo:
         step = max(1, cube.size // _PERCENTILE_SAMPLE)
         sample = cube.reshape(-1)[::step]
@@ -325,7 +343,7 @@ def _check_plausible(
     mapped: tuple[float, float],
     shape: tuple[int, ...],
 ) -> None:
-    """InputError when the network output leaves the input's range by more than 10 spans.
+    """DivergenceError when the output leaves the input's range by more than 10 spans.
 
     ``output`` is in the normalised domain, where the input's finite ``extremes`` map to
     ``(e - lo) / (hi - lo)`` with ``mapped = (lo, hi)``. A denoiser stays near its
@@ -337,9 +355,10 @@ def _check_plausible(
     span = max(in_hi - in_lo, 1e-12)
     out_lo, out_hi = float(output.min()), float(output.max())
     if out_lo < in_lo - 10 * span or out_hi > in_hi + 10 * span:
-        raise InputError(
+        raise DivergenceError(
             f"the network output spans [{out_lo:.3g}, {out_hi:.3g}] for the cube {shape} "
-            f"normalised to [{in_lo:.3g}, {in_hi:.3g}]: the weights diverge on this input"
+            f"normalised to [{in_lo:.3g}, {in_hi:.3g}]: the weights diverge on this input",
+            f"output [{out_lo:.3g}, {out_hi:.3g}] for input [{in_lo:.3g}, {in_hi:.3g}]",
         )
 
 
@@ -413,9 +432,10 @@ def _denoise_normalised(
         progress=progress,
     )
     if not np.isfinite(buffer).all():
-        raise InputError(
+        raise DivergenceError(
             f"the network returned NaN or Inf for the finite cube {data.shape}; "
-            "the weights are unusable for this input"
+            "the weights are unusable for this input",
+            "NaN or Inf output",
         )
     return buffer
 
@@ -437,6 +457,8 @@ def denoise(
     skip_bands: Sequence[int] | None = None,
     precision: str = "auto",
     band_window: int | str | None = "auto",
+    strict: bool = False,
+    report: dict[str, Any] | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Denoise a hyperspectral cube with RAS2S.
 
@@ -465,13 +487,14 @@ def denoise(
         mean before denoising (the output holds the denoised values there).
     normalise:
         How values are mapped to the network's range: ``"auto"`` (default: what the
-        weights' card asks for -- the shipped weights: ``"percentile"``; the authors'
-        checkpoint: ``"minmax"``), ``"minmax"`` (the whole cube's minimum and maximum to 0
-        and 1, the paper's convention for clean data), ``"percentile"`` (the 0.5th and
-        99.5th percentiles to 0 and 1: robust to outliers and strong noise; values outside
-        stay outside), or ``"none"`` (the cube is already in the network's range, e.g. a
-        clean cube normalised to [0, 1] plus synthetic noise, as in the paper's test
-        protocol).
+        weights' card asks for, else ``"clean"``; the shipped weights and the authors'
+        checkpoint both get ``"clean"``), ``"clean"`` (the estimated minimum and maximum
+        of the clean signal to 0 and 1, :func:`ras2s.ranges.clean_range`: robust to
+        Gaussian noise, impulses, stripes and dead lines), ``"minmax"`` (the whole cube's
+        minimum and maximum, the paper's convention for clean data), ``"percentile"``
+        (the 0.5th and 99.5th percentiles), or ``"none"`` (the cube is already in the
+        network's range, e.g. a clean cube normalised to [0, 1] plus synthetic noise, as
+        in the paper's test protocol). Values outside the range stay outside.
     model:
         A loaded network (from :func:`ras2s.load_model`) to reuse across calls.
     nodata:
@@ -487,10 +510,21 @@ def denoise(
         halves the network's working memory, so ``max_memory`` allows larger tiles.
     band_window:
         Bands per network run. ``"auto"`` (default): what the weights' card asks for
-        (the shipped weights, trained on 31-band sequences: 31; the authors' checkpoint:
-        the whole cube); ``None`` or ``0``: the whole cube; an integer ``N``: cubes of
-        more than ``N`` bands are denoised in windows of ``N`` consecutive bands that
-        overlap by ``min(8, N // 4)`` bands and are blended (raised-cosine ramps).
+        (the shipped weights and the authors' checkpoint: the whole cube); ``None`` or
+        ``0``: the whole cube; an integer ``N``: cubes of more than ``N`` bands are
+        denoised in windows of ``N`` consecutive bands that overlap by
+        ``min(8, N // 4)`` bands and are blended (raised-cosine ramps).
+    strict:
+        ``False`` (default): when the network diverges (NaN/Inf, or an output more than
+        10 input spans out of range), denoise again in windows of
+        :data:`RETRY_BAND_WINDOW` bands, then with ``"minmax"`` normalisation in such
+        windows, and say so in a :class:`~ras2s.errors.FallbackWarning`; ``True``: a
+        divergence is a :class:`~ras2s.errors.DivergenceError` at once.
+    report:
+        Optional dict, filled with what was done: ``normalise`` (the normalisation
+        used), ``range`` (the ``[lo, hi]`` mapped to 0 and 1), ``band_window`` (``None``:
+        whole cube) and ``fallback`` (a list of the settings that diverged, each with
+        its ``error``; empty when the first setting held).
 
     Returns
     -------
@@ -499,6 +533,11 @@ def denoise(
         (``normalise``), denoised, and mapped back to its range; integer
         outputs are rounded and clipped to the dtype. A constant cube is returned
         unchanged (with a warning).
+
+    Raises
+    ------
+    DivergenceError
+        The network diverged in every setting tried (``strict``: in the first).
 
     Examples
     --------
@@ -522,6 +561,8 @@ def denoise(
                 model=model,
                 precision=precision,
                 band_window=band_window,
+                strict=strict,
+                report=report,
             ),
             layout=layout,
             nodata=nodata,
@@ -537,11 +578,13 @@ def denoise(
         from .weights import load_model
 
         model = load_model(weights, resolve_device(device), precision=precision)
-    lo, hi, fills = _value_range(data, resolve_normalise(normalise, model), nan_policy)
+    how = resolve_normalise(normalise, model)
+    lo, hi, fills = _value_range(data, how, nan_policy)
     if hi == lo:
         warnings.warn(
             f"the cube {array.shape} is constant ({lo}); returned unchanged", stacklevel=2
         )
+        _record(report, how, (lo, hi), None, [])
         result = array.copy()
         return torch.from_numpy(result) if as_torch else result
 
@@ -549,19 +592,95 @@ def denoise(
         from .weights import load_model
 
         model = load_model(weights, resolve_device(device), precision=precision)
-    plan = {
-        "tile": tile,
-        "overlap": overlap,
-        "max_memory": max_memory,
-        "layout": layout,
-        "band_window": resolve_band_window(band_window, model),
-    }
-    buffer = _denoise_normalised(
-        data, array.dtype, model, device, _normaliser(lo, hi, fills), progress, **plan
-    )
-    _check_plausible(buffer, _finite_range(data, nan_policy)[:2], (lo, hi), array.shape)
+    window = resolve_band_window(band_window, model)
+    extremes = _finite_range(data, nan_policy)[:2]
+    failed: list[dict[str, Any]] = []
+    tries = _attempts(how, window, bands, strict)
+    for attempt, (how, window) in enumerate(tries):
+        if attempt:
+            lo, hi, fills = _value_range(data, how, nan_policy)
+        try:
+            buffer = _denoise_normalised(
+                data,
+                array.dtype,
+                model,
+                device,
+                _normaliser(lo, hi, fills),
+                progress,
+                tile=tile,
+                overlap=overlap,
+                max_memory=max_memory,
+                layout=layout,
+                band_window=window,
+            )
+            _check_plausible(buffer, extremes, (lo, hi), array.shape)
+            break
+        except DivergenceError as err:
+            failed.append(
+                {"normalise": how, "band_window": window, "error": str(err), "detail": err.detail}
+            )
+            if attempt + 1 == len(tries):
+                raise
+    if failed:
+        warnings.warn(FallbackWarning(_fallback_message(failed, how, window)), stacklevel=2)
+    _record(report, how, (lo, hi), window, failed)
     result = denormalise(buffer, lo, hi, array.dtype, copy=False)
     return torch.from_numpy(result) if as_torch else result
+
+
+def _attempts(
+    how: str, window: int | None, bands: int, strict: bool
+) -> list[tuple[str, int | None]]:
+    """The ``(normalisation, band window)`` settings :func:`denoise` tries, in order.
+
+    First what was asked. Unless ``strict``: then, when the network ran more than
+    :data:`RETRY_BAND_WINDOW` bands at once, the same normalisation in windows of that
+    many bands; then ``minmax`` (every value in [0, 1]: the most conservative) in such
+    windows. ``none`` is never replaced (the caller says the cube is already in range).
+    """
+    tries = [(how, window)]
+    if strict:
+        return tries
+    short = RETRY_BAND_WINDOW if bands > RETRY_BAND_WINDOW else window
+    if window != short and (window is None or window > RETRY_BAND_WINDOW):
+        tries.append((how, short))
+    if how not in ("minmax", "none"):
+        tries.append(("minmax", short))
+    return tries
+
+
+def _describe_setting(how: str, window: int | None) -> str:
+    runs = "the whole cube" if window is None else f"{window}-band windows"
+    return f"{runs} with '{how}' normalisation"
+
+
+def _fallback_message(failed: list[dict[str, Any]], how: str, window: int | None) -> str:
+    """One line: what diverged and what was used instead."""
+    tried = "; then on ".join(
+        f"{_describe_setting(f['normalise'], f['band_window'])} ({f['detail']})" for f in failed
+    )
+    return (
+        f"the network diverged on {tried}; denoised in "
+        f"{_describe_setting(how, window)} instead (--strict makes this an error)"
+    )
+
+
+def _record(
+    report: dict[str, Any] | None,
+    how: str,
+    span: tuple[float, float],
+    window: int | None,
+    failed: list[dict[str, Any]],
+) -> None:
+    """Fill the caller's ``report`` dict (if any) with what :func:`denoise` did."""
+    if report is None:
+        return
+    report.update(
+        normalise=how,
+        range=[float(span[0]), float(span[1])],
+        band_window=window,
+        fallback=failed,
+    )
 
 
 def denoise_classical(
@@ -576,16 +695,18 @@ def denoise_classical(
 ) -> np.ndarray:
     """Denoise with a classical baseline from :mod:`ras2s.baselines`, same conventions.
 
-    The cube is normalised exactly as in :func:`denoise` (global min-max to [0, 1]),
-    denoised whole (no tiling), and mapped back to its range and dtype. ``sigma`` is in
-    the normalised units (``30/255`` for the paper's sigma 30); ``None`` lets the method
-    estimate it per band.
+    The cube is normalised as ``normalise`` says (``"auto"`` and the default: global
+    min-max to [0, 1], the paper's convention), denoised whole (no tiling), and mapped
+    back to its range and dtype. ``sigma`` is in the normalised units (``30/255`` for the
+    paper's sigma 30); ``None`` lets the method estimate it per band.
     """
     from . import baselines
 
     array = np.asarray(cube)
     _check_cube(array)
     data = _as_bands_first(array, layout)
+    if normalise == "auto":  # the classical methods keep the paper's convention
+        normalise = "minmax"
     lo, hi, fills = _value_range(data, normalise, nan_policy)
     if hi == lo:
         warnings.warn(
@@ -648,6 +769,61 @@ def _run_on_valid_box(
     return out
 
 
+def fill_nodata(
+    work: np.ndarray, nodata: float | None, shape: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(filled, missing)``: ``work`` with its ``nodata`` values replaced by band means.
+
+    ``work`` ``(bands, H, W)`` is not modified (a copy is filled when anything is
+    missing). Each band's missing values get the mean of its valid ones (rounded for
+    integers); a band with none gets the mean of the other bands' means. ``missing`` is
+    the boolean mask, or None when no value equals ``nodata`` (NaN matches NaN).
+    ``shape`` names the cube in the error raised when every value is nodata.
+    """
+    if nodata is None:
+        return work, None
+    missing = np.isnan(work) if math.isnan(nodata) else work == nodata
+    if not missing.any():
+        return work, None
+    valid_any = ~missing.all(axis=(1, 2))
+    if not valid_any.any():
+        raise InputError(f"the cube {shape or work.shape} holds only nodata ({nodata})")
+    work = work.copy()
+    means = np.array(
+        [
+            band[~m].mean(dtype=np.float64) if ok else np.nan
+            for band, m, ok in zip(work, missing, valid_any, strict=True)
+        ]
+    )
+    means[~valid_any] = np.nanmean(means)
+    if np.issubdtype(work.dtype, np.integer):
+        means = np.rint(means)
+    for b in range(work.shape[0]):
+        work[b][missing[b]] = means[b]
+    return work, missing
+
+
+def normalisation_range(
+    cube: np.ndarray,
+    normalise: str = "auto",
+    model: torch.nn.Module | None = None,
+    *,
+    nodata: float | None = None,
+) -> tuple[str, float, float]:
+    """``(how, lo, hi)``: what :func:`denoise` maps to 0 and 1 for a bands-first ``cube``.
+
+    As :func:`denoise` computes it: nodata values are left out (filled with their band's
+    mean), NaN/Inf filled likewise (``nan_policy="fill"``), and ``"auto"`` resolved with
+    ``model``'s card. Without a fallback after a divergence, that is the range used.
+    """
+    how = resolve_normalise(normalise, model)
+    work, _ = fill_nodata(np.asarray(cube), nodata)
+    with warnings.catch_warnings():  # NaN/Inf are the caller's to report
+        warnings.simplefilter("ignore")
+        lo, hi, _ = _value_range(work, how, "fill")
+    return how, lo, hi
+
+
 def denoise_masked(
     cube: np.ndarray | torch.Tensor,
     run: Callable[[np.ndarray], np.ndarray],
@@ -679,28 +855,7 @@ def denoise_masked(
     if not keep:
         warnings.warn("every band is marked bad; the cube is returned unchanged", stacklevel=3)
     else:
-        work = data[keep]
-        missing = None
-        if nodata is not None:
-            missing = np.isnan(work) if math.isnan(nodata) else work == nodata
-            if not missing.any():
-                missing = None
-        if missing is not None:
-            work = work.copy()
-            valid_any = ~missing.all(axis=(1, 2))
-            if not valid_any.any():
-                raise InputError(f"the cube {array.shape} holds only nodata ({nodata})")
-            means = np.array(
-                [
-                    band[~m].mean(dtype=np.float64) if ok else np.nan
-                    for band, m, ok in zip(work, missing, valid_any, strict=True)
-                ]
-            )
-            means[~valid_any] = np.nanmean(means)
-            if np.issubdtype(work.dtype, np.integer):
-                means = np.rint(means)
-            for b in range(work.shape[0]):
-                work[b][missing[b]] = means[b]
+        work, missing = fill_nodata(data[keep], nodata, array.shape)
         out = _run_on_valid_box(run, work, missing)
         if missing is not None:
             out[missing] = data[keep][missing]

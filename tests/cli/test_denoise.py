@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import scipy.io
+import torch
 
 from ras2s.cli import main
 from ras2s.io import read_cube, write_cube
@@ -62,7 +63,12 @@ def test_batch_folder_writes_each_file(runner, tmp_path, cube, tiny_weights):
         write_cube(src / name, cube)
     result = _invoke(runner, "denoise", src, "-o", dst, "--weights", tiny_weights, "-q")
     assert result.exit_code == 0, result.output
-    assert _files(dst) == ["x_denoised.mat", "y_denoised.mat"]
+    assert _files(dst) == [
+        "x_denoised.mat",
+        "x_denoised.mat.json",
+        "y_denoised.mat",
+        "y_denoised.mat.json",
+    ]
 
 
 def test_batch_continues_after_a_bad_file(runner, tmp_path, cube, tiny_weights):
@@ -96,11 +102,12 @@ def test_info(runner, tmp_path, cube):
     model = load_model("default")
     model.card = {**model.card, "inference": {"band_window": 31}}
     assert _describe_plan((70, 16, 16), np.float32, model).endswith("3 windows of 31 bands each")
-    # and what --normalise auto maps to 0 and 1 for them: the 0.5th/99.5th percentiles
-    values = np.load(long_cube)
-    lo, hi = np.percentile(values.astype(np.float64), [0.5, 99.5])
-    expected = "normalisation: percentile (default weights): 0.5th and 99.5th percentiles"
-    assert f"{expected} {lo:.6g} .. {hi:.6g} map to 0 .. 1" in result.output
+    # and what --normalise auto maps to 0 and 1 for them: the estimated clean range
+    from ras2s.ranges import clean_range
+
+    lo, hi = clean_range(np.load(long_cube))
+    expected = "normalisation: clean (default weights): estimated clean range, min/max of a"
+    assert expected in result.output and f" {lo:.6g} .. {hi:.6g} map to 0 .. 1" in result.output
 
 
 def test_weights_list(runner):
@@ -387,7 +394,7 @@ def test_a_folder_rerun_skips_earlier_outputs(runner, tmp_path, cube, tiny_weigh
     (folder / "notes.json").write_text("{}")  # sidecars are never cubes
     result = runner.invoke(main, [str(a) for a in [*args, "--force"]])
     assert result.exit_code == 0, result.output
-    assert _files(folder) == ["a.npy", "a_denoised.npy", "notes.json"]
+    assert _files(folder) == ["a.npy", "a_denoised.npy", "a_denoised.npy.json", "notes.json"]
 
 
 # class 3: hangs
@@ -508,3 +515,73 @@ def test_an_error_about_the_array_names_its_file(runner, tmp_path, rng, tiny_wei
     _npy(tmp_path / "tiny.npy", 1e-310 * rng.random((4, 16, 16)))  # range float64 cannot map
     args = ["denoise", tmp_path / "tiny.npy", "--layout", "BHW", "--weights", tiny_weights]
     _refused(runner, tmp_path, digest, args, "tiny.npy: ")
+
+
+class _BrightDiverges(torch.nn.Module):
+    """Identity on inputs within [-0.5, 1.5]; 'diverges' (x 1e6) on anything brighter."""
+
+    def forward(self, x):
+        return x * 1e6 if float(x.abs().max()) > 1.5 else x
+
+
+def test_a_diverging_network_falls_back_with_one_warning_and_a_record(
+    runner, tmp_path, rng, monkeypatch
+):
+    import json
+
+    import ras2s.weights
+
+    cube = (rng.random((40, 24, 24)) * 100).astype(np.float32)
+    cube[:, 0, 0] = 1000.0  # one bright pixel: percentiles put it far above 1
+    source = tmp_path / "bright.npy"
+    np.save(source, cube)
+    model = _BrightDiverges()
+    model.card, model.precision = {"path": None}, "fp32"
+    monkeypatch.setattr(ras2s.weights, "load_model", lambda *a, **k: model)
+    args = ["denoise", source, "--layout", "BHW", "--normalise", "percentile"]
+    strict = _invoke(runner, *args, "-o", tmp_path / "strict.npy", "--strict")
+    assert strict.exit_code == 2 and "diverge" in strict.output
+    assert not (tmp_path / "strict.npy").exists() and not (tmp_path / "strict.npy.json").exists()
+    result = _invoke(runner, *args, "-o", tmp_path / "out.npy")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "diverged on the whole cube with 'percentile'" in warnings[0]
+    assert "'minmax' normalisation instead" in warnings[0]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), cube, rtol=1e-5, atol=1e-2)
+    record = json.loads((tmp_path / "out.npy.json").read_text())
+    assert record["normalise"] == "minmax" and record["band_window"] == 31
+    assert [(f["normalise"], f["band_window"]) for f in record["fallback"]] == [
+        ("percentile", None),
+        ("percentile", 31),
+    ]
+    assert len(record["warnings"]) == 1 and warnings[0].endswith(": " + record["warnings"][0])
+
+
+def test_every_output_has_a_sidecar_saying_how_it_was_made(runner, tmp_path, cube, tiny_weights):
+    import json
+
+    source = tmp_path / "scene.npy"
+    np.save(source, cube)
+    result = _invoke(runner, "denoise", source, "--layout", "BHW", "--weights", tiny_weights)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "scene_denoised.npy.json").read_text())
+    assert record["input"]["shape"] == list(cube.shape) and record["method"] == "ras2s"
+    assert record["normalise"] == "clean" and record["fallback"] == []
+    lo, hi = record["range"]
+    assert cube.min() <= lo < hi <= cube.max()
+    assert len(record["weights"]["sha256"]) == 64
+    # the sidecar is an output too: an existing one is not replaced without --force
+    (tmp_path / "again.npy.json").write_text("{}")
+    again = _invoke(
+        runner,
+        "denoise",
+        source,
+        "--layout",
+        "BHW",
+        "--weights",
+        tiny_weights,
+        "-o",
+        tmp_path / "again.npy",
+    )
+    assert again.exit_code == 2 and "again.npy.json" in again.output
+    assert not (tmp_path / "again.npy").exists()

@@ -88,13 +88,20 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
 )
 @click.option(
     "--normalise",
-    type=click.Choice(["auto", "minmax", "percentile", "none"]),
+    type=click.Choice(["auto", "clean", "minmax", "percentile", "none"]),
     default="auto",
     show_default=True,
-    help="Map the cube to [0, 1]: auto (what the weights' card asks: percentile for the "
-    "default weights, minmax for the authors' and the classical methods), by its min/max "
-    "(paper), by its 0.5/99.5 percentiles (robust to outliers and strong noise), or not "
-    "at all (already normalised).",
+    help="Map the cube to [0, 1]: auto (what the weights' card asks: clean for the default "
+    "and the authors' weights, minmax for the classical methods), clean (the estimated "
+    "range of the clean signal: min/max of a median-filtered, smoothed copy), by its "
+    "min/max (paper), by its 0.5/99.5 percentiles, or not at all (already normalised).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="A diverging network is an error. By default the cube is denoised again in "
+    "31-band windows, then with minmax normalisation, with a warning saying so (also "
+    "recorded in the output's .json sidecar).",
 )
 @options.nodata
 @options.skip_bands
@@ -135,8 +142,10 @@ def denoise(inputs, output, preview, workers, method, weights, quiet, **settings
     """Denoise one or more cubes (files, PNG-band folders, or folders of cubes).
 
     Each output is written beside its input as <stem>_denoised.<ext> unless -o is given;
-    the format follows the output's extension. Outputs are written to a temporary file
-    and renamed, so an interrupted run leaves no partial file. A folder given as input
+    the format follows the output's extension, and <output>.json beside it records how
+    it was made (weights, normalisation and range, band window, any fallback). Outputs
+    are written to a temporary file and renamed, so an interrupted run leaves no partial
+    file. A folder given as input
     skips the cubes named *<suffix> (what an earlier run wrote there). An input is never
     overwritten, and --force replaces only regular files and PNG-band folders.
     """
@@ -186,17 +195,25 @@ def denoise(inputs, output, preview, workers, method, weights, quiet, **settings
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @options.handle_errors
 def info(path, key, layout, as_json) -> None:
-    """Describe a cube file: format, stored shape, layout, bands, dtype, value range."""
+    """Describe a cube file: format, stored shape, layout, bands, dtype, value range.
+
+    The value range and the normalisation leave out the file's nodata value (GDAL_NODATA
+    or ENVI 'data ignore value'); the normalisation line says what `ras2s denoise` with
+    the default weights maps to 0 and 1, and how that range was found.
+    """
     import numpy as np
 
-    from ..io import read_cube
+    from ..io import cube_nodata, read_cube
     from ..weights import load_model
 
     cube = read_cube(path, key=key, layout=layout)
     data = cube.data
     bands, height, width = data.shape
     default = load_model("default", precision="fp32")
-    finite = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else None
+    nodata = cube_nodata(cube)
+    valid = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else None
+    if nodata is not None and not np.isnan(nodata):
+        valid = (data != nodata) if valid is None else valid & (data != nodata)
     fields = {
         "path": str(cube.path),
         "format": cube.format,
@@ -206,17 +223,20 @@ def info(path, key, layout, as_json) -> None:
         "height": height,
         "width": width,
         "dtype": str(data.dtype),
-        "min": float(np.min(data, where=finite, initial=np.inf))
-        if finite is not None
-        else float(data.min()),
-        "max": float(np.max(data, where=finite, initial=-np.inf))
-        if finite is not None
-        else float(data.max()),
-        "non_finite": int(finite.size - finite.sum()) if finite is not None else 0,
+        "nodata": "none" if nodata is None else f"{nodata:g}",
+        "min": _extreme(np.min, data, valid, np.inf),
+        "max": _extreme(np.max, data, valid, -np.inf),
+        "non_finite": int(data.size - np.count_nonzero(np.isfinite(data)))
+        if np.issubdtype(data.dtype, np.floating)
+        else 0,
         "default_tiles": _describe_plan(data.shape, data.dtype, default),
-        "normalisation": _describe_normalisation(data, default),
+        "normalisation": _describe_normalisation(data, default, nodata),
         "precision": describe_auto("cpu"),
     }
+    if nodata is not None:
+        fields["nodata_values"] = (
+            int(data.size - np.count_nonzero(valid)) if valid is not None else 0
+        )
     wavelengths = cube.metadata.get("wavelength") if isinstance(cube.metadata, dict) else None
     if wavelengths:
         fields["wavelengths"] = f"{wavelengths[0]} .. {wavelengths[-1]} ({len(wavelengths)})"
@@ -227,18 +247,32 @@ def info(path, key, layout, as_json) -> None:
             click.echo(f"{name:>14}: {value}")
 
 
-def _describe_normalisation(data, model) -> str:
+def _extreme(reduce, data, valid, initial: float) -> float | None:
+    """``reduce`` (np.min / np.max) over the valid values; None when there are none."""
+    import numpy as np
+
+    if valid is None:
+        return float(reduce(data))
+    value = float(reduce(data, where=valid, initial=initial))
+    return value if np.isfinite(value) or valid.any() else None
+
+
+def _describe_normalisation(data, model, nodata) -> str:
     """What ``ras2s denoise`` maps to 0 and 1 with the default weights (``--normalise auto``)."""
-    import warnings
+    from ..inference import normalisation_range
+    from ..ranges import describe
 
-    from ..inference import _value_range, resolve_normalise
-
-    how = resolve_normalise("auto", model)
-    with warnings.catch_warnings():  # NaN are counted above; --nan-policy fill's range here
-        warnings.simplefilter("ignore")
-        lo, hi, _ = _value_range(data, how, "fill")
-    what = "0.5th and 99.5th percentiles" if how == "percentile" else "minimum and maximum"
-    return f"{how} (default weights): {what} {lo:.6g} .. {hi:.6g} map to 0 .. 1"
+    try:
+        how, lo, hi = normalisation_range(data, "auto", model, nodata=nodata)
+    except Ras2sError as err:
+        return f"none possible: {err}"
+    what = {
+        "clean": f"estimated clean range, {describe()}:",
+        "percentile": "0.5th and 99.5th percentiles",
+        "minmax": "minimum and maximum",
+    }.get(how, "")
+    left_out = ", nodata left out" if nodata is not None else ""
+    return f"{how} (default weights{left_out}): {what} {lo:.6g} .. {hi:.6g} map to 0 .. 1"
 
 
 def _describe_plan(shape: tuple[int, int, int], dtype, model) -> str:

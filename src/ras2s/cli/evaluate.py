@@ -59,8 +59,8 @@ def _keys(values: tuple[str, ...]) -> str | dict[str, str] | None:
     show_default=True,
     help="Comma-separated methods: ras2s (network on the noisy cube, as the paper), "
     "ras2s-denoise (ras2s.denoise, re-normalises the noisy cube as the weights' card asks), "
-    "ras2s-denoise-minmax (by its range), ras2s-denoise-percentile (by its 0.5th and "
-    "99.5th percentiles), or baselines of "
+    "ras2s-denoise-clean (by its estimated clean range), ras2s-denoise-minmax (by its "
+    "range), ras2s-denoise-percentile (by its 0.5th and 99.5th percentiles), or baselines of "
     "ras2s.baselines. The noisy input is always the first row.",
 )
 @options.weights
