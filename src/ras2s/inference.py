@@ -30,6 +30,10 @@ NORMALISATIONS = ("clean", "minmax", "percentile", "none")
 #: Bands per network run when a whole-cube run diverged: the band count of the paper's
 #: training data and the shortest band crop of ours.
 RETRY_BAND_WINDOW = 31
+#: ``normalise="clean"``: a second pass runs when the first pass's output reaches more
+#: than this fraction of the estimated span beyond it, at these percentiles.
+REFINE_MARGIN = 0.05
+REFINE_PERCENTILES = (0.01, 99.99)
 PERCENTILES = (0.5, 99.5)
 _PERCENTILE_SAMPLE = 4_000_000
 
@@ -490,7 +494,10 @@ def denoise(
         weights' card asks for, else ``"clean"``; the shipped weights and the authors'
         checkpoint both get ``"clean"``), ``"clean"`` (the estimated minimum and maximum
         of the clean signal to 0 and 1, :func:`ras2s.ranges.clean_range`: robust to
-        Gaussian noise, impulses, stripes and dead lines), ``"minmax"`` (the whole cube's
+        Gaussian noise, impulses, stripes and dead lines; when the denoised output then
+        reaches more than 5 % beyond that range -- bright or dark details smaller than
+        the estimate's filters -- the cube is denoised a second time with the range
+        widened to the output's 0.01st/99.99th percentiles), ``"minmax"`` (the whole cube's
         minimum and maximum, the paper's convention for clean data), ``"percentile"``
         (the 0.5th and 99.5th percentiles), or ``"none"`` (the cube is already in the
         network's range, e.g. a clean cube normalised to [0, 1] plus synthetic noise, as
@@ -522,9 +529,10 @@ def denoise(
         divergence is a :class:`~ras2s.errors.DivergenceError` at once.
     report:
         Optional dict, filled with what was done: ``normalise`` (the normalisation
-        used), ``range`` (the ``[lo, hi]`` mapped to 0 and 1), ``band_window`` (``None``:
-        whole cube) and ``fallback`` (a list of the settings that diverged, each with
-        its ``error``; empty when the first setting held).
+        used), ``range`` (the ``[lo, hi]`` mapped to 0 and 1), ``first_pass_range``
+        (``"clean"``: the estimate a second pass widened, else ``None``),
+        ``band_window`` (``None``: whole cube) and ``fallback`` (a list of the settings
+        that diverged, each with its ``error``; empty when the first setting held).
 
     Returns
     -------
@@ -596,36 +604,71 @@ def denoise(
     extremes = _finite_range(data, nan_policy)[:2]
     failed: list[dict[str, Any]] = []
     tries = _attempts(how, window, bands, strict)
+    refined: list[float] | None = None
+
+    def run(lo: float, hi: float, fills: np.ndarray | None, window: int | None) -> np.ndarray:
+        buffer = _denoise_normalised(
+            data,
+            array.dtype,
+            model,
+            device,
+            _normaliser(lo, hi, fills),
+            progress,
+            tile=tile,
+            overlap=overlap,
+            max_memory=max_memory,
+            layout=layout,
+            band_window=window,
+        )
+        _check_plausible(buffer, extremes, (lo, hi), array.shape)
+        return buffer
+
     for attempt, (how, window) in enumerate(tries):
         if attempt:
             lo, hi, fills = _value_range(data, how, nan_policy)
         try:
-            buffer = _denoise_normalised(
-                data,
-                array.dtype,
-                model,
-                device,
-                _normaliser(lo, hi, fills),
-                progress,
-                tile=tile,
-                overlap=overlap,
-                max_memory=max_memory,
-                layout=layout,
-                band_window=window,
-            )
-            _check_plausible(buffer, extremes, (lo, hi), array.shape)
+            buffer = run(lo, hi, fills, window)
+            wider = _refined_range(buffer, lo, hi) if how == "clean" else None
+            if wider is not None:  # the first pass saw signal beyond the estimate
+                refined = [lo, hi]
+                del buffer
+                lo, hi = wider
+                buffer = run(lo, hi, fills, window)
             break
         except DivergenceError as err:
             failed.append(
                 {"normalise": how, "band_window": window, "error": str(err), "detail": err.detail}
             )
+            refined = None
             if attempt + 1 == len(tries):
                 raise
     if failed:
         warnings.warn(FallbackWarning(_fallback_message(failed, how, window)), stacklevel=2)
-    _record(report, how, (lo, hi), window, failed)
+    _record(report, how, (lo, hi), window, failed, refined)
     result = denormalise(buffer, lo, hi, array.dtype, copy=False)
     return torch.from_numpy(result) if as_torch else result
+
+
+def _refined_range(buffer: np.ndarray, lo: float, hi: float) -> tuple[float, float] | None:
+    """A wider ``(lo, hi)`` when a first pass's output extends the estimated range.
+
+    ``buffer`` is the network's output for the cube normalised by ``(lo, hi)``. Where its
+    0.01st or 99.99th percentile (of an evenly strided sample of at most 4 million
+    values) lies more than :data:`REFINE_MARGIN` outside [0, 1], the denoised signal
+    reaches beyond the estimate (bright or dark features smaller than the estimate's
+    filters), and the union of both ranges is returned for a second pass; else None.
+    """
+    step = max(1, buffer.size // _PERCENTILE_SAMPLE)
+    out_lo, out_hi = np.percentile(buffer.reshape(-1)[::step], REFINE_PERCENTILES)
+    if out_lo >= -REFINE_MARGIN and out_hi <= 1 + REFINE_MARGIN:
+        return None
+    span = hi - lo
+    wider = lo + min(0.0, float(out_lo)) * span, lo + max(1.0, float(out_hi)) * span
+    try:
+        check_range(*wider)
+    except InputError:  # near the float limits: keep the first pass
+        return None
+    return wider
 
 
 def _attempts(
@@ -671,6 +714,7 @@ def _record(
     span: tuple[float, float],
     window: int | None,
     failed: list[dict[str, Any]],
+    refined: list[float] | None = None,
 ) -> None:
     """Fill the caller's ``report`` dict (if any) with what :func:`denoise` did."""
     if report is None:
@@ -680,6 +724,7 @@ def _record(
         range=[float(span[0]), float(span[1])],
         band_window=window,
         fallback=failed,
+        first_pass_range=None if refined is None else [float(v) for v in refined],
     )
 
 
