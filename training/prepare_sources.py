@@ -4,7 +4,7 @@ Makes ``OUT`` (default ``/tmp/ras2s_train/src``): symlinks to the clean cubes us
 training and validation, and two converted files (Samson's ``SamSon`` array, and Jasper
 Ridge's ``Y`` reshaped column-major to 198 x 100 x 100). Nothing is copied into the
 repository. Held out from training (validation only, and the held-out table of
-docs/training.md): CAVE cloth, AVIRIS San Diego (and abu-beach-2, a San Diego scene,
+docs/training-log.md, entry 8): CAVE cloth, AVIRIS San Diego (and abu-beach-2, a San Diego scene,
 left out entirely) and HYDICE Urban: three sensors. Left out: the 17-band satellite
 image (fewer than 31 bands).
 
