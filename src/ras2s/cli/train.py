@@ -264,11 +264,12 @@ def train(
 )
 @click.option(
     "--normalise",
-    type=click.Choice(["minmax", "percentile"]),
+    type=click.Choice(["clean", "minmax", "percentile"]),
     default=None,
     help="Record how `ras2s denoise` (--normalise auto) should normalise a cube for these "
-    "weights (default: nothing recorded, min-max); choose by measuring both with "
-    "`ras2s evaluate --methods ras2s-denoise-minmax,ras2s-denoise-percentile`.",
+    "weights (default: nothing recorded, which means clean, the estimated clean range); "
+    "choose by measuring with `ras2s evaluate --methods "
+    "ras2s-denoise-clean,ras2s-denoise-minmax,ras2s-denoise-percentile`.",
 )
 @click.option(
     "--band-window",
@@ -306,5 +307,6 @@ def export(ckpt, output, patches, card_extra, which, normalise, band_window, for
         which=which,
         normalise=normalise,
         band_window=band_window,
+        force=force,
     )
     click.echo(f"wrote {weights} and {card}")

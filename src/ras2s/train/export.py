@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, WeightsError
-from ..io import sha256_file
+from ..io import FolderLock, sha256_file, write_text_atomically
 from ..model import RAS2S, RAS2SConfig
 from ..weights import save_weights
 
@@ -145,24 +145,29 @@ def export(
     which: str | None = None,
     normalise: str | None = None,
     band_window: int | str | None = "auto",
+    force: bool = True,
 ) -> tuple[Path, Path]:
     """Write ``out`` (load with :func:`ras2s.load_model`) and ``out`` with ``.json``.
 
     ``which``: ``"average"`` (the weight average, an error when the run kept none),
     ``"last"`` (the weights at the last step) or None (the average when there is one).
-    ``normalise``: ``"minmax"`` or ``"percentile"``, recorded as the card's
+    ``normalise``: ``"clean"``, ``"minmax"`` or ``"percentile"``, recorded as the card's
     ``inference.normalise``, what :func:`ras2s.denoise` applies with ``normalise="auto"``
-    (None records nothing: min-max).
+    (None records nothing: ``clean``).
     ``band_window``: the card's ``inference.band_window``, what :func:`ras2s.denoise`
     applies with ``band_window="auto"``: ``"auto"`` the patch store's band count (the
     sequence length the network was trained on; nothing when the store is not found),
     ``None`` whole cubes at once (for weights measured stable on long cubes), or a band
     count.
+    ``force``: replace existing files; without it, weights or a card that another
+    process wrote meanwhile are left alone (:class:`~ras2s.errors.OutputError`). The
+    weights and their card are written as a pair (a second export to the same name waits),
+    each atomically and flushed to the disk.
     """
     if which not in (None, "average", "last"):
         raise InputError(f"which must be 'average' or 'last', got {which!r}")
-    if normalise not in (None, "minmax", "percentile"):
-        raise InputError(f"normalise must be 'minmax' or 'percentile', got {normalise!r}")
+    if normalise not in (None, "clean", "minmax", "percentile"):
+        raise InputError(f"normalise must be 'clean', 'minmax' or 'percentile', got {normalise!r}")
     ckpt = read_training_checkpoint(ckpt_path)
     cfg = ckpt["hyper_parameters"]["config"]
     model = RAS2S(RAS2SConfig(channels=cfg["channels"], regions=cfg["regions"], reach=cfg["reach"]))
@@ -214,7 +219,8 @@ def export(
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(model, out, card)
     card_path = out.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    with FolderLock(out.parent):
+        save_weights(model, out, card, force=force)
+        write_text_atomically(card_path, json.dumps(card, indent=1) + "\n", force=force)
     return out, card_path
