@@ -33,6 +33,9 @@ non-native byte order is made native).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import hashlib
 import logging
 import os
@@ -57,10 +60,16 @@ from spectral.io import envi
 
 from ras2s.errors import InputError, LayoutError, OutputError, Ras2sError
 
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows: no file-size limits to recognise
+    resource = None  # type: ignore[assignment]
+
 __all__ = [
     "FORMATS",
     "GEOTIFF_TAGS",
     "CubeFile",
+    "FolderLock",
     "atomic_path",
     "bad_bands",
     "check_input",
@@ -995,38 +1004,197 @@ def _umask() -> int:
     return mask
 
 
-def _fail(final: Path, exc: BaseException) -> None:
-    """Re-raise ``exc`` as a one-line OutputError (Ras2sError and interrupts unchanged)."""
+#: errno -> what it means to someone whose write stopped half way.
+_NO_ROOM = {
+    errno.ENOSPC: "the disk is full",
+    errno.EFBIG: "the file-size limit (ulimit -f) was reached",
+    errno.EDQUOT: "the disk quota is exceeded",
+}
+# h5py and some C writers report errno only in their message text
+_NO_ROOM_TEXT = {
+    "No space left on device": errno.ENOSPC,
+    "File too large": errno.EFBIG,
+    "Disk quota exceeded": errno.EDQUOT,
+    "errno = 28": errno.ENOSPC,
+    "errno = 27": errno.EFBIG,
+    "errno = 122": errno.EDQUOT,
+}
+
+
+def _no_room(exc: BaseException) -> int | None:
+    """ENOSPC, EFBIG or EDQUOT when ``exc`` (or what caused it) is a full disk or limit."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            return exc.errno
+        text = str(exc)
+        for needle, code in _NO_ROOM_TEXT.items():
+            if needle in text:
+                return code
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _largest(paths: Iterable[Path]) -> int:
+    """Bytes of the largest regular file among ``paths`` (folders searched), 0 if none."""
+    sizes = [0]
+    for p in paths:
+        with contextlib.suppress(OSError):
+            if p.is_dir():
+                sizes += [f.stat().st_size for f in p.rglob("*") if f.is_file()]
+            else:
+                sizes.append(p.stat().st_size)
+    return max(sizes)
+
+
+def _out_of_room(exc: BaseException, folder: Path, written: int) -> int | None:
+    """Why a write failed for lack of room: from the error, else from the limits.
+
+    Some writers report a short write without its errno (numpy: "76800 requested and
+    16352 written"). Then, for an ``OSError``, the file that was being written
+    (``written`` bytes) is compared with the file-size limit, and the folder's free
+    space with nothing.
+    """
+    code = _no_room(exc)
+    if code is not None or not _in_chain(exc, OSError):
+        return code
+    if resource is not None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY and written >= soft:
+            return errno.EFBIG
+    with contextlib.suppress(OSError):
+        st = os.statvfs(folder)
+        if st.f_bavail * st.f_frsize < 2**20:
+            return errno.ENOSPC
+    return None
+
+
+def _in_chain(exc: BaseException | None, kind: type) -> bool:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _fail(final: Path, exc: BaseException, written: int = 0) -> None:
+    """Re-raise ``exc`` as a one-line OutputError (Ras2sError and interrupts unchanged).
+
+    A full disk, a file-size limit (``RLIMIT_FSIZE``, ``ulimit -f``) or a quota says so
+    in plain words: the temporary file is gone and ``final`` is as it was. ``written``:
+    the size the temporary had reached (to recognise a short write at the limit).
+    """
     if isinstance(exc, Ras2sError) or not isinstance(exc, Exception):
         raise exc
+    code = _out_of_room(exc, final.parent, written)
+    if code is not None:
+        raise OutputError(
+            f"{final}: writing failed ({os.strerror(code)}: {_NO_ROOM[code]}); the partial "
+            "file was removed, nothing was written and an existing file is unchanged"
+        ) from exc
     raise OutputError(f"{final}: writing failed ({_one_line(exc)}); nothing was written") from exc
 
 
-def _atomic_file(final: Path, write: Callable[[Path], None], companions: tuple = ()) -> None:
+def _fsync_path(path: Path) -> None:
+    """Flush ``path`` (a file or a folder) to the disk: its data, or its entries."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems cannot fsync a folder: nothing to flush there
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of ``folder`` (recursively), then each folder's entries."""
+    for root, _dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            _fsync_path(Path(root) / name)
+        _fsync_path(Path(root))
+
+
+def _claim(tmp: Path, final: Path) -> None:
+    """Publish ``tmp`` as ``final`` only if ``final`` does not exist, atomically.
+
+    ``os.link`` fails with EEXIST when ``final`` appeared meanwhile, so of two processes
+    racing for one output exactly one wins; the other gets :class:`OutputError`. On a
+    file system without hard links, falls back to a check and a rename (not atomic).
+    """
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise OutputError(
+            f"{final}: appeared while this output was being written (another ras2s run?); "
+            "it was left as it is; pass --force to overwrite it"
+        ) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(final):
+            raise OutputError(
+                f"{final}: appeared while this output was being written; "
+                "pass --force to overwrite it"
+            ) from None
+        os.replace(tmp, final)
+        return
+    os.unlink(tmp)
+
+
+def _atomic_file(
+    final: Path, write: Callable[[Path], None], companions: tuple = (), *, force: bool = True
+) -> None:
+    """Write through a temporary file beside ``final``; flush it; publish it; flush the folder.
+
+    ``force=False`` publishes with :func:`_claim` (never over a file that appeared
+    meanwhile); ``force=True`` with ``os.replace`` (atomic: readers see the old file or
+    the new one). ``companions`` are suffixes of files written beside the temporary
+    (ENVI's ``.img``), published first so the header never names missing data.
+    """
     fd, name = tempfile.mkstemp(dir=final.parent, prefix=".ras2s-", suffix=final.suffix)
     os.close(fd)
     tmp = Path(name)
     tmps = [tmp.with_suffix(s) for s in companions] + [tmp]
     finals = [final.with_suffix(s) for s in companions] + [final]
+    published: list[Path] = []
     try:
         write(tmp)
-        for t, f in zip(tmps, finals, strict=True):
+        for t in tmps:
             os.chmod(t, 0o666 & ~_umask())
-            os.replace(t, f)
+            _fsync_path(t)  # the data is on the disk before any name points at it
+        for t, f in zip(tmps, finals, strict=True):
+            if force:
+                os.replace(t, f)
+            else:
+                _claim(t, f)
+                published.append(f)
+        _fsync_path(final.parent)  # the new name itself survives a power loss
     except BaseException as exc:
+        written = _largest(tmps)
         for t in tmps:
             with contextlib.suppress(OSError):
                 t.unlink()
-        _fail(final, exc)
+        if len(published) < len(finals):  # no-clobber, half published: take ours back
+            for f in published:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+        _fail(final, exc, written)
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(final: str | os.PathLike, *, force: bool = True) -> Iterator[Path]:
     """A temporary file beside ``final``, renamed onto it when the block succeeds.
 
     For writers that fill a file over time (a stream, several blocks): on any failure
     the temporary file is removed, ``final`` is left as it was, and the error is raised
-    as a one-line :class:`OutputError` (ras2s errors and interrupts unchanged).
+    as a one-line :class:`OutputError` (ras2s errors and interrupts unchanged). The file
+    is flushed to the disk before the rename and its folder after it, so a crash leaves
+    the old file or the whole new one. ``force=False`` refuses to replace a ``final``
+    that exists by then (another process won the race).
 
     Examples
     --------
@@ -1040,53 +1208,171 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, final)
+        _fsync_path(tmp)
+        if force:
+            os.replace(tmp, final)
+        else:
+            _claim(tmp, final)
+        _fsync_path(final.parent)
     except BaseException as exc:
+        written = _largest([tmp])
         with contextlib.suppress(OSError):
             tmp.unlink()
-        _fail(final, exc)
+        _fail(final, exc, written)
 
 
 def write_atomically(
-    final: str | os.PathLike, write: Callable[[Path], object], *, folder: bool = False
+    final: str | os.PathLike,
+    write: Callable[[Path], object],
+    *,
+    folder: bool = False,
+    force: bool = True,
 ) -> Path:
     """Call ``write(tmp)`` for a temporary file (or folder) beside ``final``, then rename.
 
-    The temporary gets a normal mode; on any failure it is removed, ``final`` is left as
-    it was, and the error is raised as a one-line :class:`OutputError`. With
+    The temporary gets a normal mode and is flushed to the disk (``fsync``) before the
+    rename, and the parent folder after it: a crash or power loss leaves the old
+    ``final`` or the complete new one, never a partial file. On any failure the
+    temporary is removed, ``final`` is left as it was, and the error is raised as a
+    one-line :class:`OutputError` (a full disk or file-size limit says so). With
     ``folder=True``, ``write`` fills a temporary folder that replaces ``final`` whole.
+    ``force=False`` never replaces a ``final`` that exists when the write ends.
     """
     final = Path(final)
     if folder:
-        _atomic_dir(final, write)
+        _atomic_dir(final, write, force=force)
     else:
-        _atomic_file(final, write)
+        _atomic_file(final, write, force=force)
     return final
 
 
-def write_text_atomically(final: str | os.PathLike, text: str) -> Path:
+def write_text_atomically(final: str | os.PathLike, text: str, *, force: bool = True) -> Path:
     """Write UTF-8 ``text`` to ``final`` through :func:`write_atomically`."""
-    return write_atomically(final, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_atomically(final, lambda tmp: tmp.write_text(text, encoding="utf-8"), force=force)
 
 
-def _atomic_dir(final: Path, write: Callable[[Path], None]) -> None:
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    False where the call is not available (then the caller renames in two steps).
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "renameat2"):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange):
+        code = ctypes.get_errno()
+        if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            return False
+        raise OSError(code, os.strerror(code), str(b))
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _atomic_dir(final: Path, write: Callable[[Path], None], *, force: bool = True) -> None:
+    """A PNG-band folder: fill a temporary folder, flush it, then put it in place whole.
+
+    Over an existing folder (``force``) the two are swapped atomically where the kernel
+    can (``RENAME_EXCHANGE``); elsewhere the old folder is moved aside first. Without
+    ``force`` the rename fails if ``final`` appeared meanwhile with content.
+    """
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".ras2s-"))
     backup = tmp.with_name(tmp.name + "-old")
+    swapped = False
     try:
         write(tmp)
         os.chmod(tmp, 0o777 & ~_umask())
-        if final.exists():
-            os.replace(final, backup)
-        os.replace(tmp, final)
+        _fsync_tree(tmp)
+        if os.path.lexists(final) and not force:
+            raise OutputError(
+                f"{final}: appeared while this output was being written (another ras2s run?); "
+                "it was left as it is; pass --force to overwrite it"
+            )
+        if final.is_dir() and not final.is_symlink():
+            swapped = _exchange(tmp, final)
+            if not swapped:
+                os.replace(final, backup)
+        if not swapped:
+            try:
+                os.rename(tmp, final)
+            except OSError as exc:  # a folder with content appeared meanwhile
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    raise
+                raise OutputError(
+                    f"{final}: appeared while this output was being written "
+                    "(another ras2s run?); it was left as it is"
+                ) from None
+        _fsync_path(final.parent)
     except BaseException as exc:
         if backup.exists() and not final.exists():
             os.replace(backup, final)
-        shutil.rmtree(tmp, ignore_errors=True)
-        _fail(final, exc)
-    if backup.is_dir():
-        shutil.rmtree(backup, ignore_errors=True)
-    elif backup.exists():
-        backup.unlink()
+        written = _largest([tmp])
+        shutil.rmtree(tmp, ignore_errors=True)  # ours, or the old folder after a swap
+        _fail(final, exc, written)
+    old = tmp if swapped else backup  # after a swap the old folder sits at tmp
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    elif old.exists():
+        old.unlink()
+
+
+class FolderLock:
+    """An exclusive advisory lock (``flock``) on a folder, for one process at a time.
+
+    Locks the folder itself, so no lock file is left behind. ``wait=False`` refuses at
+    once with :class:`OutputError` when another process holds it (``what`` says what
+    the lock guards, for the message); ``wait=True`` blocks until it is free. Released by
+    :meth:`release`, at the end of a ``with`` block, or when the process ends (even
+    killed). Where ``fcntl`` is missing (Windows) it locks nothing.
+
+    Examples
+    --------
+    >>> with FolderLock("results/", what="ras2s evaluate"):  # doctest: +SKIP
+    ...     ...
+    """
+
+    def __init__(self, folder: str | os.PathLike, *, wait: bool = True, what: str = "") -> None:
+        self.folder = Path(folder)
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not on Linux or macOS
+            return
+        fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(
+                f"{self.folder}: another process is writing here ({what or 'ras2s'}); "
+                "wait for it to finish or use another output folder"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let the next process in (closing the descriptor drops the lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
 
 
 def _output_format(p: Path) -> str:
@@ -1278,7 +1564,9 @@ def write_cube(
         the same format, else BHW). The other formats follow their convention: .mat
         HWB; TIFF bands first (or ``like``'s layout); ENVI ``like``'s interleave or bsq.
     force : bool
-        Overwrite an existing output.
+        Overwrite an existing output (atomically: readers see the old file or the new
+        one). Without it, an output that appears while this one is written (another
+        process racing for the same name) is left alone and :class:`OutputError` raised.
 
     Returns
     -------
@@ -1317,9 +1605,9 @@ def write_cube(
         _WRITERS[fmt](tmp, data, name, stored, like)
 
     if fmt == "png":
-        _atomic_dir(p, write)
+        _atomic_dir(p, write, force=force)
     else:
-        _atomic_file(p, write, (".img",) if fmt == "envi" else ())
+        _atomic_file(p, write, (".img",) if fmt == "envi" else (), force=force)
     return p
 
 

@@ -411,11 +411,15 @@ def load_model(
     return apply_precision(model.eval(), precision, device)
 
 
-def save_weights(model: RAS2S, path: str | os.PathLike, card: dict | None = None) -> Path:
+def save_weights(
+    model: RAS2S, path: str | os.PathLike, card: dict | None = None, *, force: bool = True
+) -> Path:
     """Write an inference checkpoint in our layout, atomically; return its path.
 
     The tensors are stored as contiguous float32 whatever the model's precision and
-    memory format.
+    memory format. The file is flushed to the disk before it takes its name (see
+    :func:`ras2s.io.write_atomically`); ``force=False`` never replaces a file that
+    exists when the write ends (:class:`~ras2s.errors.OutputError`).
     """
     path = Path(path)
     state = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
@@ -430,4 +434,4 @@ def save_weights(model: RAS2S, path: str | os.PathLike, card: dict | None = None
         with open(tmp, "wb") as handle:  # a file object: torch rejects dot-file names
             torch.save(payload, handle)
 
-    return write_atomically(path, save)
+    return write_atomically(path, save, force=force)

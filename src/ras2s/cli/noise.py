@@ -88,6 +88,7 @@ def noise(source, output, case, seed, params, keep_range, key, layout, force) ->
     from .. import __version__
     from ..cube import denormalise, normalise
     from ..io import (
+        FolderLock,
         check_output,
         check_replaceable,
         default_output_path,
@@ -111,7 +112,6 @@ def noise(source, output, case, seed, params, keep_range, key, layout, force) ->
     noisy, drawn = add_noise(clean, case, rng=seed, return_params=True, **overrides)
     if keep_range:
         noisy = denormalise(noisy, lo, hi, dtype, copy=False)
-    write_cube(target, noisy, like=cube, force=force)
     record = {
         "case": drawn.get("case", case),
         "seed": seed,
@@ -132,5 +132,9 @@ def noise(source, output, case, seed, params, keep_range, key, layout, force) ->
         "output": str(target),
         "ras2s_version": __version__,
     }
-    write_text_atomically(sidecar, json.dumps(record, indent=1) + "\n")
+    # cube and sidecar published as one: a second `noise` on the same target waits here,
+    # then (without --force) finds the cube there and refuses, or (--force) replaces both
+    with FolderLock(target.parent):
+        write_cube(target, noisy, like=cube, force=force)
+        write_text_atomically(sidecar, json.dumps(record, indent=1) + "\n", force=force)
     click.echo(f"{src} -> {target} ({record['case']}, seed {seed})", err=True)

@@ -13,6 +13,7 @@ import importlib
 import json
 import logging
 import math
+import os
 import platform
 import sys
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, OutputError, Ras2sError
-from ..io import write_text_atomically
+from ..io import FolderLock, write_text_atomically
 from .protocol import CROP_PRESETS, METRIC_CONVENTIONS, SEED_DERIVATION, Image
 
 __all__ = ["CSV_COLUMNS", "Recorder", "Results", "render_table", "utc_now"]
@@ -115,6 +116,16 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
                 continue
             rows.append(row)
     return rows
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """True when ``path`` is not empty and its last byte is not a newline (a torn row)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return False
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
 
 
 def _format(value: Any) -> str:
@@ -301,9 +312,11 @@ class Recorder:
 
     Opening it reads an earlier run's ``per_image.csv`` and ``results.json`` (``resume``;
     refused when they were made with another seed, crop, band subset or weights) or
-    removes them; every :meth:`add` appends and flushes one CSV row; :meth:`save`
-    rewrites ``results.json``; :meth:`finish` writes ``table.md`` and returns the
-    :class:`Results`.
+    removes them; every :meth:`add` appends one CSV row and flushes it to the disk
+    (``fsync``); :meth:`save` rewrites ``results.json``; :meth:`finish` writes
+    ``table.md`` and returns the :class:`Results`. The output folder is locked
+    (``flock``) from opening to :meth:`finish` or :meth:`discard`: a second run on the
+    same folder refuses with one line instead of appending to the same CSV.
     """
 
     def __init__(
@@ -328,15 +341,25 @@ class Recorder:
         except OSError as err:
             raise OutputError(f"{out}: cannot create the output folder ({err.strerror})") from None
         self.result = Results(out_dir=out)
+        self.settings, self.cases, self.methods = settings, cases, methods
+        self.names = {i.name for i in images}
+        self.method_info, self.weights_info = method_info, weights_info
+        # one run per folder: a second one refuses rather than append to the same CSV
+        self._lock = FolderLock(out, wait=False, what="another ras2s evaluate")
+        try:
+            self._start(resume, command)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _start(self, resume: bool, command: str | None) -> None:
+        """Read (``resume``) or remove an earlier run's files; open the CSV to append."""
         self._new = [
             p
             for p in (self.result.csv_path, self.result.json_path, self.result.table_path)
             if not p.exists()
         ]
-        self.settings, self.cases, self.methods = settings, cases, methods
-        self.names = {i.name for i in images}
-        self.method_info, self.weights_info = method_info, weights_info
-        previous = _load_previous(self.result, settings, weights_info) if resume else {}
+        previous = _load_previous(self.result, self.settings, self.weights_info) if resume else {}
         if not resume:
             for path in (self.result.csv_path, self.result.json_path, self.result.table_path):
                 if path.exists():
@@ -352,11 +375,19 @@ class Recorder:
             earlier = [{k: previous.get(k) for k in ("started", "command", "finished")}]
         self.runs = [*(earlier or []), {"started": utc_now(), "command": command}]
         new_file = not csv_path.exists()
+        torn = not new_file and _ends_mid_line(csv_path)
         self._handle = open(csv_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._writer = csv.writer(self._handle)
         if new_file:
             self._writer.writerow(CSV_COLUMNS)
-            self._handle.flush()
+        elif torn:  # a crash cut the last row: end it, so the next row starts on its own line
+            self._handle.write("\r\n")
+        self._sync()
+
+    def _sync(self) -> None:
+        """Flush the CSV to the disk: a row reported done survives a crash or power loss."""
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
 
     def pending(self, image: str) -> set[tuple[str, str]]:
         """The (case, method) pairs of ``image`` not yet in the CSV."""
@@ -365,7 +396,7 @@ class Recorder:
     def add(self, row: dict[str, Any]) -> None:
         """Append one scored row to the CSV (flushed at once)."""
         self._writer.writerow([_format(row[c]) for c in CSV_COLUMNS])
-        self._handle.flush()
+        self._sync()
         self.rows.append(row)
         self.done.add((row["image"], row["case"], row["method"]))
 
@@ -393,7 +424,7 @@ class Recorder:
         logger.info("evaluate: %s failed at %s: %s", where, stage, text)
 
     def close(self) -> None:
-        """Close the CSV file."""
+        """Close the CSV file (the folder stays locked until :meth:`finish`)."""
         self._handle.close()
 
     def discard(self) -> None:
@@ -403,6 +434,7 @@ class Recorder:
             path.unlink(missing_ok=True)
         if self._created and not any(self.result.out_dir.iterdir()):
             self.result.out_dir.rmdir()
+        self._lock.release()
 
     def save(self, finished: str | None) -> None:
         """Rewrite ``results.json`` (``finished``: the end time, None while running)."""
@@ -471,4 +503,5 @@ class Recorder:
             listed = "; ".join(f"{f['image']} ({f['error']})" for f in unscored)
             result.table += f"\nNot scored (see `failures` in results.json): {listed}\n"
         write_text_atomically(result.table_path, result.table)
+        self._lock.release()
         return result

@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from ..errors import InputError
+from ..io import write_text_atomically
 from ..precision import training_precision
 from .config import TrainConfig, dump_config
 from .system import PatchDataModule, ProgressLine, RAS2SSystem
@@ -169,5 +170,5 @@ def fit(
             handle.write(json.dumps(run) + "\n")
     trainer.fit(system, datamodule=data, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero and data.noisy_scores:
-        (out / "val_noisy.json").write_text(json.dumps(data.noisy_scores, indent=1))
+        write_text_atomically(out / "val_noisy.json", json.dumps(data.noisy_scores, indent=1))
     return trainer, system
