@@ -59,6 +59,8 @@ from scipy.io.matlab import matfile_version
 from spectral.io import envi
 
 from ras2s.errors import InputError, LayoutError, OutputError, Ras2sError
+from ras2s.matfile import check_mat4, check_mat5
+from ras2s.tiffcheck import check_tiff_chain
 
 try:
     import resource
@@ -319,9 +321,22 @@ def _check_declared(path: Path, shape: tuple, dtype: np.dtype, have: int, what: 
         )
 
 
-def _npy_header(fh) -> tuple[tuple, np.dtype]:
-    """Shape and dtype from an .npy header (``fh`` left at the start of the data)."""
+def _npy_header(fh, size: int) -> tuple[tuple, np.dtype]:
+    """Shape and dtype from an .npy header (``fh`` left at the start of the data).
+
+    ``size``: bytes in the file (or archive member); a header length field past it is
+    refused before numpy reads (and allocates) that many bytes.
+    """
     version = np.lib.format.read_magic(fh)
+    start = fh.tell()
+    width = 2 if version == (1, 0) else 4
+    length = int.from_bytes(fh.read(width), "little")
+    if start + width + length > size:
+        raise ValueError(
+            f"its header declares {length:,} bytes, but the file holds {size:,}; "
+            "it is truncated or its header is wrong"
+        )
+    fh.seek(start)
     read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
         version, np.lib.format.read_array_header_2_0
     )
@@ -426,6 +441,9 @@ def _read_mat(path: Path, key: str | None) -> _Raw:
     major, _ = matfile_version(str(path))
     if major == 2:
         return _read_mat73(path, key, head)
+    # scipy trusts the file: its compiled v5 reader crashes on some broken tags, and both
+    # readers allocate what a header declares before reading it
+    (check_mat5 if major == 1 else check_mat4)(path)
     entries = {n: _Entry(tuple(s), c, c in _MAT_NUMERIC) for n, s, c in scipy.io.whosmat(str(path))}
     name = _select(path, entries, key)
     data = scipy.io.loadmat(str(path), variable_names=[name], mat_dtype=False)[name]
@@ -461,8 +479,9 @@ def _read_npy(path: Path, key: str | None) -> _Raw:
     if head != b"\x93NUMPY":
         raise InputError(f"{path}: not an .npy file (no NumPy header); the file may be corrupt")
     with open(path, "rb") as fh:
-        shape, dtype = _npy_header(fh)
-        have = os.fstat(fh.fileno()).st_size - fh.tell()
+        size = os.fstat(fh.fileno()).st_size
+        shape, dtype = _npy_header(fh, size)
+        have = size - fh.tell()
     if not dtype.hasobject:
         _check_declared(path, shape, dtype, have, "its header")
     try:
@@ -496,7 +515,7 @@ def _npz_entries(path: Path) -> dict[str, _Entry]:
                 continue
             name = info.filename[: -len(".npy")]
             with archive.open(info) as fh:
-                shape, dtype = _npy_header(fh)
+                shape, dtype = _npy_header(fh, info.file_size)
                 have = info.file_size - fh.tell()
             if dtype.hasobject:
                 entries[name] = _Entry((), "object", False)
@@ -537,6 +556,7 @@ def _read_tiff(path: Path, key: str | None) -> _Raw:
 
 
 def _read_tiff_quiet(path: Path) -> _Raw:
+    check_tiff_chain(path)  # a looping chain of directories kept tifffile busy for minutes
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         if all(page.compression == 1 for page in series.pages if page is not None):
