@@ -104,12 +104,16 @@ def report(
 
     All cubes are mapped to [0, 1] with the clean cube's minimum and maximum (one
     affine map for all, so they stay comparable), so PSNR uses data range 1 as in the
-    paper. --key and --layout apply to every file. Without cubes, --results alone
-    gives a report of an evaluation's tables.
+    paper. A cube made by `ras2s noise` (or denoised from one) is read in the domain its
+    .json sidecar records (normalised [0, 1] unless --keep-range); a cube without one
+    whose values do not lie in the clean cube's range is refused. --key and --layout
+    apply to every file. Without cubes, --results alone gives a report of an
+    evaluation's tables.
     """
     import numpy as np
 
     from ..cube import normalise
+    from ..domain import scoring_range
     from ..io import read_cube
     from ..report import build_report
 
@@ -135,7 +139,8 @@ def report(
                     f"{path}: shape {data.shape} (bands, H, W) differs from "
                     f"the clean cube's {raw.shape} ({clean_path})"
                 )
-            return normalise(data, lo, hi, source=str(path))[0]
+            data_lo, data_hi = scoring_range(path, data, lo, hi, clean=clean_path)
+            return normalise(data, data_lo, data_hi, source=str(path))[0]
 
         settings.update(
             {
