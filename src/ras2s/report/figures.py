@@ -85,8 +85,11 @@ def _new_figure(width: float, height: float, dpi: int) -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike | None) -> None:
+    """Write ``fig`` as a PNG at ``path`` atomically (flushed, then renamed)."""
     if path is not None:
-        fig.savefig(Path(path), format="png", dpi=fig.dpi)
+        from ..io import write_atomically
+
+        write_atomically(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=fig.dpi))
 
 
 # ------------------------------------------------------------------------ checks
