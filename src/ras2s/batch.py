@@ -98,6 +98,7 @@ def denoise_file(
         resolve_device,
     )
     from .io import (
+        FolderLock,
         bad_bands,
         check_output,
         check_replaceable,
@@ -148,9 +149,14 @@ def denoise_file(
             else:
                 result = denoise_masked(cube.data, classical, nodata=nodata, skip_bands=skip)
     messages = tuple(str(w.message) for w in caught)
-    write_cube(target, result, like=cube, force=settings.force)
     record = provenance(cube, target, settings, model, nodata, skip, done, messages)
-    write_text_atomically(sidecar_path(target), json.dumps(record, indent=1) + "\n")
+    # cube and sidecar as a pair: two runs with --force on one target cannot leave the
+    # cube of one beside the sidecar of the other
+    with FolderLock(Path(target).parent, what="ras2s denoise"):
+        write_cube(target, result, like=cube, force=settings.force)
+        write_text_atomically(
+            sidecar_path(target), json.dumps(record, indent=1) + "\n", force=settings.force
+        )
     if preview is not None:
         from .report import write_preview
 

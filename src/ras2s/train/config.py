@@ -219,6 +219,6 @@ def dump_config(config: TrainConfig, path: str | Path) -> Path:
     """Write the resolved config as YAML."""
     import yaml
 
-    path = Path(path)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return path
+    from ..io import write_text_atomically
+
+    return write_text_atomically(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))
