@@ -61,6 +61,7 @@ from spectral.io import envi
 from ras2s.errors import InputError, LayoutError, OutputError, Ras2sError
 from ras2s.matfile import check_mat4, check_mat5
 from ras2s.tiffcheck import check_tiff_chain
+from ras2s.tiffform import TiffForm, form_of, write_cog, write_tiff
 
 try:
     import resource
@@ -178,7 +179,9 @@ class CubeFile:
         ENVI bil file).
     metadata : dict
         Format details: ENVI header (wavelength, fwhm, band names, ...), PNG file names,
-        TIFF axes, MAT version and header, ...
+        TIFF axes, planar configuration, GeoTIFF tags and form (``tile``,
+        ``rowsperstrip``, ``compression``, ``predictor``: :class:`ras2s.tiffform.TiffForm`),
+        MAT version and header, ...
     """
 
     data: np.ndarray
@@ -571,6 +574,7 @@ def _read_tiff_quiet(path: Path) -> _Raw:
             "pages": len(tif.pages),
             "photometric": page.photometric.name,
             "planarconfig": tifffile.PLANARCONFIG(page.planarconfig).name,
+            **form_of(page).as_metadata(),
             "shaped_metadata": tif.shaped_metadata,
             "geotiff_tags": [
                 (tag.code, int(tag.dtype), tag.count, tag.value)
@@ -942,33 +946,37 @@ def _write_h5(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile
         f.create_dataset(key, data=np.ascontiguousarray(_from_bhw(data, layout)))
 
 
-def _write_tiff(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None) -> None:
+def _write_tiff(
+    tmp: Path,
+    data: np.ndarray,
+    key: str,
+    layout: str,
+    like: CubeFile | None,
+    *,
+    cog: bool = False,
+) -> None:
     """One page holding every band (as GDAL reads a multi-band raster).
 
     ``HWB`` is written pixel-interleaved (planar config contig), ``BHW`` band-sequential
     (planar config separate). The GeoTIFF and GDAL tags of a TIFF ``like`` of the same
-    height and width are copied.
+    height and width are copied, and so is its form (tiling or rows per strip,
+    compression, predictor: :mod:`ras2s.tiffform`). ``cog`` writes a Cloud-Optimized
+    GeoTIFF instead (:func:`ras2s.tiffform.write_cog`).
     """
     big = data.nbytes > 2**32 - 2**25
     extratags = []
-    if like is not None and like.format == "tiff" and like.data.shape[1:] == data.shape[1:]:
-        extratags = [
-            (code, dtype, count, value, True)
-            for code, dtype, count, value in like.metadata.get("geotiff_tags", [])
-        ]
-    if layout == "HWB":
-        array, planar, axes = data.transpose(1, 2, 0), "contig", "YXS"
+    form = None
+    if like is not None and like.format == "tiff":
+        form = TiffForm.from_metadata(like.metadata)
+        if like.data.shape[1:] == data.shape[1:]:
+            extratags = [
+                (code, dtype, count, value, True)
+                for code, dtype, count, value in like.metadata.get("geotiff_tags", [])
+            ]
+    if cog:
+        write_cog(tmp, data, layout=layout, extratags=extratags, bigtiff=big)
     else:
-        array, planar, axes = data, "separate", "SYX"
-    tifffile.imwrite(
-        tmp,
-        array,
-        photometric="minisblack",
-        planarconfig=planar,
-        metadata={"axes": axes},
-        extratags=extratags,
-        bigtiff=big,
-    )
+        write_tiff(tmp, data, layout=layout, form=form, extratags=extratags, bigtiff=big)
 
 
 def _write_envi(tmp: Path, data: np.ndarray, key: str, layout: str, like: CubeFile | None) -> None:
@@ -1562,6 +1570,7 @@ def write_cube(
     key: str | None = None,
     layout: str | None = None,
     force: bool = False,
+    cog: bool = False,
 ) -> Path:
     """Write a bands-first cube in the format given by the output path, atomically.
 
@@ -1575,7 +1584,9 @@ def write_cube(
         with its dtype unchanged.
     like : CubeFile, optional
         The input this cube came from: its key, layout (same format only), ENVI header
-        and interleave, and PNG file names are reused.
+        and interleave, and PNG file names are reused; a TIFF keeps its GeoTIFF tags,
+        planar configuration, tiling (or rows per strip), compression and predictor
+        (a lossy or unavailable compression becomes deflate).
     key : str, optional
         Variable / dataset name (.mat, .npz, .h5). Default: ``like.key`` when ``like``
         has the output's format, else ``"data"``.
@@ -1587,6 +1598,9 @@ def write_cube(
         Overwrite an existing output (atomically: readers see the old file or the new
         one). Without it, an output that appears while this one is written (another
         process racing for the same name) is left alone and :class:`OutputError` raised.
+    cog : bool
+        TIFF output only: write a Cloud-Optimized GeoTIFF (tiled 256 or 512, deflate,
+        internal overviews, IFDs before data; :func:`ras2s.tiffform.write_cog`).
 
     Returns
     -------
@@ -1607,6 +1621,8 @@ def write_cube(
             f"{p}: cannot write an array of shape {data.shape} {data.dtype}; "
             "expected a non-empty real numeric (bands, H, W) cube"
         )
+    if cog and fmt != "tiff":
+        raise OutputError(f"{p}: a Cloud-Optimized GeoTIFF needs a .tif or .tiff output")
     check_output(p, data.dtype, force=force)
     same = like is not None and like.format == fmt
     if fmt in ("npy", "npz", "h5"):
@@ -1622,7 +1638,10 @@ def write_cube(
         raise OutputError(f"{p}: {name!r} is not a valid MATLAB variable name; pass --key")
 
     def write(tmp: Path) -> None:
-        _WRITERS[fmt](tmp, data, name, stored, like)
+        if fmt == "tiff":
+            _write_tiff(tmp, data, name, stored, like, cog=cog)
+        else:
+            _WRITERS[fmt](tmp, data, name, stored, like)
 
     if fmt == "png":
         _atomic_dir(p, write, force=force)
