@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ras2s.errors import OutputError
 from ras2s.evaluate.results import CSV_COLUMNS, Recorder
@@ -516,3 +517,13 @@ def test_folder_lock_waits_or_refuses(tmp_path):
     start = time.monotonic()
     FolderLock(tmp_path, wait=False).release()  # free again once released
     assert time.monotonic() - start < 5
+
+
+def test_training_checkpoints_are_flushed_before_their_rename(tmp_path, fsync_log):
+    from ras2s.train.run import DurableCheckpointIO
+
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    DurableCheckpointIO().save_checkpoint({"global_step": 3, "state_dict": {}}, target)
+    _check_flushed(fsync_log, target)
+    assert torch.load(target, weights_only=True)["global_step"] == 3
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no temporary left

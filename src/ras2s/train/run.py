@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..errors import InputError
 from ..io import write_text_atomically
@@ -78,6 +79,25 @@ class SaveLast(L.Callback):
         self._save(trainer)
 
 
+class DurableCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made crash-safe like every other ras2s write.
+
+    Each checkpoint (``last.ckpt``, the best one) goes to a temporary file beside its
+    target, is flushed to the disk, renamed onto the target, and the folder is flushed
+    (:func:`ras2s.io.atomic_path`): a crash or power loss leaves the old checkpoint or
+    the complete new one, never a torn ``last.ckpt`` that a resume would choke on.
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        """Write ``checkpoint`` to ``path`` atomically and durably."""
+        from ..io import atomic_path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            torch.save(checkpoint, handle)
+
+
 def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Trainer:
     """A Lightning trainer for ``cfg`` writing into ``cfg.out``."""
     out = Path(cfg.out)
@@ -106,6 +126,7 @@ def build_trainer(cfg: TrainConfig, callbacks: tuple = (), **overrides) -> L.Tra
         logger=_loggers(out),
         callbacks=[ckpt, SaveLast(out / "checkpoints" / "last.ckpt"), *callbacks]
         + ([] if sys.stderr.isatty() else [ProgressLine(cfg.log_every)]),
+        plugins=[DurableCheckpointIO()],
         use_distributed_sampler=False,  # EpochSampler shards by rank itself
         num_sanity_val_steps=0,
         enable_progress_bar=sys.stderr.isatty(),
