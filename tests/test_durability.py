@@ -209,7 +209,9 @@ _DRIVER = textwrap.dedent(
             while True:
                 v += 1
                 write(v)
-        time.sleep(rng.uniform(0.05 * took, 3 * took))
+        # random moments; the last round waits long enough for some writes to land even
+        # on a loaded machine (so "the kills did land mid-loop" cannot fail by chance)
+        time.sleep(rng.uniform(0.05 * took, 3 * took) if r < rounds - 1 else 10 * took + 0.5)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         try:
