@@ -200,3 +200,16 @@ def test_envi_bbl_and_data_ignore_value_through_the_cli(tmp_path, rng, tiny_weig
     np.testing.assert_array_equal(out.data[1:, :, :2], -9999)
     assert out.data[1:5, :, 2:].max() < 1000
     assert [int(v) for v in out.metadata["bbl"]] == [0, 1, 1, 1, 1, 0]
+
+
+def test_a_valid_pixel_denoised_onto_nodata_moves_off_it():
+    from ras2s.inference import denoise_masked
+
+    cube = np.full((3, 8, 8), 500, np.uint16)
+    cube[:, 0, 0] = 0  # nodata
+    onto = np.zeros((3, 8, 8), bool)
+    onto[:, 4, 4] = True  # a valid pixel the "denoiser" sends to 0
+    out = denoise_masked(cube, lambda a: np.where(onto, 0, a).astype(a.dtype), nodata=0)
+    np.testing.assert_array_equal(out[:, 0, 0], 0)  # nodata stays nodata
+    np.testing.assert_array_equal(out[:, 4, 4], 1)  # valid stays valid
+    assert (out == 0).sum() == 3

@@ -61,6 +61,7 @@ class DenoiseSettings:
     force: bool = False
     progress: bool = False
     strict: bool = False  # a diverging network is an error, not retried in safer settings
+    cog: bool = False  # TIFF outputs as Cloud-Optimized GeoTIFFs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +154,7 @@ def denoise_file(
     # cube and sidecar as a pair: two runs with --force on one target cannot leave the
     # cube of one beside the sidecar of the other
     with FolderLock(Path(target).parent, what="ras2s denoise"):
-        write_cube(target, result, like=cube, force=settings.force)
+        write_cube(target, result, like=cube, force=settings.force, cog=settings.cog)
         write_text_atomically(
             sidecar_path(target), json.dumps(record, indent=1) + "\n", force=settings.force
         )

@@ -905,6 +905,10 @@ def denoise_masked(
         if missing is not None:
             out[missing] = data[keep][missing]
         result[keep] = out
+    if nodata is not None:  # a valid pixel denoised onto the nodata value moves off it
+        from .nodata import keep_off_nodata
+
+        result = keep_off_nodata(result, data != nodata, nodata)
     if layout.upper() == "HWB":
         result = np.ascontiguousarray(result.transpose(1, 2, 0))
     return torch.from_numpy(result) if as_torch else result

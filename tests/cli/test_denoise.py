@@ -586,3 +586,21 @@ def test_every_output_has_a_sidecar_saying_how_it_was_made(runner, tmp_path, cub
     )
     assert again.exit_code == 2 and "again.npy.json" in again.output
     assert not (tmp_path / "again.npy").exists()
+
+
+def test_cog_writes_a_cloud_optimized_tiff_and_refuses_other_formats(
+    runner, tmp_path, cube, tiny_weights
+):
+    tifffile = pytest.importorskip("tifffile")
+    source = tmp_path / "scene.npy"
+    np.save(source, cube)
+    args = ["denoise", source, "--layout", "BHW", "--weights", tiny_weights, "--cog"]
+    bad = _invoke(runner, *args, "-o", tmp_path / "out.npy")
+    assert bad.exit_code == 2 and "--cog writes TIFF outputs" in bad.output
+    assert not (tmp_path / "out.npy").exists()
+    result = _invoke(runner, *args, "-o", tmp_path / "out.tif")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages[0]
+        assert page.is_tiled and page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+    assert read_cube(tmp_path / "out.tif").data.shape == cube.shape

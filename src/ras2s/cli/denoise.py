@@ -97,6 +97,11 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
     "min/max (paper), by its 0.5/99.5 percentiles, or not at all (already normalised).",
 )
 @click.option(
+    "--cog",
+    is_flag=True,
+    help="TIFF outputs: write Cloud-Optimized GeoTIFFs (tiled, deflate, internal overviews).",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="A diverging network is an error. By default the cube is denoised again in "
@@ -160,6 +165,10 @@ def denoise(inputs, output, preview, workers, method, weights, quiet, **settings
     suffix = check_suffix(settings.pop("suffix"))
     sources = expand_inputs(inputs, skip_suffix=suffix)  # not what an earlier run wrote
     targets = plan_targets(sources, output, suffix=suffix, preview=preview, force=settings["force"])
+    if settings["cog"]:
+        not_tiff = [t for t in targets if t.suffix.lower() not in (".tif", ".tiff")]
+        if not_tiff:
+            raise InputError(f"{not_tiff[0]}: --cog writes TIFF outputs; give a .tif name")
     torch_device = resolve_device(settings["device"])
     model = None
     if method == "ras2s":
