@@ -143,13 +143,9 @@ class Outcome:
 
 
 def _caused_by_memory(exc: BaseException) -> bool:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, MemoryError):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
+    from ras2s.io import _in_chain
+
+    return _in_chain(exc, MemoryError)
 
 
 def _alarm(signum, frame):
