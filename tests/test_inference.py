@@ -304,7 +304,8 @@ class _Fragile(torch.nn.Module):
         return x
 
 
-def test_a_divergence_is_retried_in_band_windows_then_with_minmax(rng):
+def test_a_divergence_is_retried_in_band_windows_then_with_minmax(rng, monkeypatch):
+    import ras2s.ranges
     from ras2s.errors import DivergenceError, FallbackWarning
 
     cube = (rng.random((40, 16, 16)) * 1000).astype(np.float32)
@@ -322,6 +323,13 @@ def test_a_divergence_is_retried_in_band_windows_then_with_minmax(rng):
     bright = cube.copy()
     bright[:, :2, :2] = 5000.0  # a few bright pixels, above the estimated clean range
     fragile = _Fragile(max_value=1.0 + 1e-6)
+    estimates = []
+    real_clean_range = ras2s.ranges.clean_range
+    monkeypatch.setattr(
+        ras2s.ranges,
+        "clean_range",
+        lambda *a, **k: estimates.append(1) or real_clean_range(*a, **k),
+    )
     report = {}
     with pytest.warns(FallbackWarning, match="'minmax' normalisation instead"):
         out = denoise(bright, model=fragile, normalise="clean", report=report)
@@ -331,6 +339,7 @@ def test_a_divergence_is_retried_in_band_windows_then_with_minmax(rng):
         ("clean", 31),
     ]
     assert (report["normalise"], report["band_window"]) == ("minmax", 31)
+    assert len(estimates) == 1  # the retry in band windows reused the clean estimate
     # 3. strict: the first divergence is the error, nothing retried
     strict = _Fragile()
     with pytest.raises(DivergenceError, match="diverge"):

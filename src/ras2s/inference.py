@@ -605,6 +605,7 @@ def denoise(
     failed: list[dict[str, Any]] = []
     tries = _attempts(how, window, bands, strict)
     refined: list[float] | None = None
+    ranges = {how: (lo, hi, fills)}  # a retry in band windows reuses its estimate
 
     def run(lo: float, hi: float, fills: np.ndarray | None, window: int | None) -> np.ndarray:
         buffer = _denoise_normalised(
@@ -623,9 +624,10 @@ def denoise(
         _check_plausible(buffer, extremes, (lo, hi), array.shape)
         return buffer
 
-    for attempt, (how, window) in enumerate(tries):
-        if attempt:
-            lo, hi, fills = _value_range(data, how, nan_policy)
+    for how, window in tries:
+        if how not in ranges:
+            ranges[how] = _value_range(data, how, nan_policy)
+        lo, hi, fills = ranges[how]
         try:
             buffer = run(lo, hi, fills, window)
             wider = _refined_range(buffer, lo, hi) if how == "clean" else None
@@ -640,7 +642,7 @@ def denoise(
                 {"normalise": how, "band_window": window, "error": str(err), "detail": err.detail}
             )
             refined = None
-            if attempt + 1 == len(tries):
+            if len(failed) == len(tries):
                 raise
     if failed:
         warnings.warn(FallbackWarning(_fallback_message(failed, how, window)), stacklevel=2)
