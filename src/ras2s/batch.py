@@ -222,7 +222,11 @@ def provenance(
             }
         )
     else:
-        record.update({"normalise": "minmax", "sigma": settings.sigma})
+        from .inference import classical_normalise
+
+        record.update(
+            {"normalise": classical_normalise(settings.normalise), "sigma": settings.sigma}
+        )
     record.update(
         {
             "nodata": None if nodata is None else repr(float(nodata)),

@@ -730,6 +730,15 @@ def _record(
     )
 
 
+def classical_normalise(normalise: str) -> str:
+    """The normalisation a classical method uses: ``"auto"`` is ``"minmax"``.
+
+    The classical methods keep the paper's convention, in whose units ``--sigma`` is
+    given; any other choice is used as asked.
+    """
+    return "minmax" if normalise == "auto" else normalise
+
+
 def denoise_classical(
     cube: np.ndarray,
     method: str,
@@ -752,9 +761,7 @@ def denoise_classical(
     array = np.asarray(cube)
     _check_cube(array)
     data = _as_bands_first(array, layout)
-    if normalise == "auto":  # the classical methods keep the paper's convention
-        normalise = "minmax"
-    lo, hi, fills = _value_range(data, normalise, nan_policy)
+    lo, hi, fills = _value_range(data, classical_normalise(normalise), nan_policy)
     if hi == lo:
         warnings.warn(
             f"the cube {array.shape} is constant ({lo}); returned unchanged", stacklevel=2

@@ -604,3 +604,17 @@ def test_cog_writes_a_cloud_optimized_tiff_and_refuses_other_formats(
         page = tif.pages[0]
         assert page.is_tiled and page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
     assert read_cube(tmp_path / "out.tif").data.shape == cube.shape
+
+
+@pytest.mark.parametrize(("asked", "used"), [("auto", "minmax"), ("percentile", "percentile")])
+def test_a_classical_method_records_the_normalisation_it_used(runner, tmp_path, cube, asked, used):
+    import json
+
+    pytest.importorskip("skimage")
+    source = tmp_path / "scene.npy"
+    np.save(source, cube)
+    args = ["denoise", source, "--layout", "BHW", "--method", "tv", "--normalise", asked]
+    result = _invoke(runner, *args, "-o", tmp_path / "out.npy")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "out.npy.json").read_text())
+    assert record["method"] == "tv" and record["normalise"] == used

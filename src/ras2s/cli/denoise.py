@@ -220,7 +220,8 @@ def info(path, key, layout, as_json) -> None:
     bands, height, width = data.shape
     default = load_model("default", precision="fp32")
     nodata = cube_nodata(cube)
-    valid = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else None
+    finite = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else None
+    valid = finite
     if nodata is not None and not np.isnan(nodata):
         valid = (data != nodata) if valid is None else valid & (data != nodata)
     fields = {
@@ -235,9 +236,7 @@ def info(path, key, layout, as_json) -> None:
         "nodata": "none" if nodata is None else f"{nodata:g}",
         "min": _extreme(np.min, data, valid, np.inf),
         "max": _extreme(np.max, data, valid, -np.inf),
-        "non_finite": int(data.size - np.count_nonzero(np.isfinite(data)))
-        if np.issubdtype(data.dtype, np.floating)
-        else 0,
+        "non_finite": 0 if finite is None else int(data.size - np.count_nonzero(finite)),
         "default_tiles": _describe_plan(data.shape, data.dtype, default),
         "normalisation": _describe_normalisation(data, default, nodata),
         "precision": describe_auto("cpu"),
@@ -258,12 +257,9 @@ def info(path, key, layout, as_json) -> None:
 
 def _extreme(reduce, data, valid, initial: float) -> float | None:
     """``reduce`` (np.min / np.max) over the valid values; None when there are none."""
-    import numpy as np
-
     if valid is None:
         return float(reduce(data))
-    value = float(reduce(data, where=valid, initial=initial))
-    return value if np.isfinite(value) or valid.any() else None
+    return float(reduce(data, where=valid, initial=initial)) if valid.any() else None
 
 
 def _describe_normalisation(data, model, nodata) -> str:
