@@ -157,46 +157,14 @@ def _check_cube(cube: np.ndarray) -> None:
         raise InputError(f"the cube must hold real numbers; got dtype {cube.dtype}")
 
 
-def _finite_range(cube: np.ndarray, nan_policy: str) -> tuple[float, float, np.ndarray | None]:
-    """Global (min, max) in float64, and per-band fill values.
-
-    Fill values are returned only when non-finite values are present and
-    ``nan_policy="fill"``.
-    """
-    if nan_policy not in NAN_POLICIES:
-        raise InputError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
-    if not np.issubdtype(cube.dtype, np.floating):
-        return float(cube.min()), float(cube.max()), None
-    finite = np.isfinite(cube)
-    n_bad = int(finite.size - np.count_nonzero(finite))
-    if n_bad == 0:
-        return float(cube.min()), float(cube.max()), None
-    if nan_policy == "error":
-        raise InputError(
-            f"the cube {cube.shape} holds {n_bad} NaN or Inf values; pass "
-            "nan_policy='fill' (CLI: --nan-policy fill) to replace them by their band's mean"
-        )
-    if not finite.any():
-        raise InputError(f"the cube {cube.shape} holds no finite value")
-    fills = np.array(
-        [
-            band[ok].mean(dtype=np.float64) if ok.any() else np.nan
-            for band, ok in zip(cube, finite, strict=True)
-        ]
-    )
-    fills = np.where(np.isfinite(fills), fills, np.nanmean(fills))
-    lo = float(min(np.min(cube, where=finite, initial=np.inf), fills.min()))
-    hi = float(max(np.max(cube, where=finite, initial=-np.inf), fills.max()))
-    warnings.warn(
-        f"{n_bad} NaN/Inf values replaced by their band's mean before denoising", stacklevel=3
-    )
-    return lo, hi, fills
-
-
 def _value_range(
-    cube: np.ndarray, normalise: str, nan_policy: str
+    cube: np.ndarray, normalise: str, nan_policy: str, nodata: float | None = None
 ) -> tuple[float, float, np.ndarray | None]:
-    """``(lo, hi, fills)``: the values mapped to 0 and 1, and NaN fill values.
+    """``(lo, hi, fills)``: the values of an in-memory cube mapped to 0 and 1.
+
+    ``fills`` holds each band's replacement for NaN/Inf (and ``nodata``) values, or None
+    when there are none. Computed as :func:`denoise_windows` computes it (the scan and
+    range passes of :mod:`ras2s.pipeline`, over the valid box when ``nodata`` is set):
 
     ``minmax``: the cube's global minimum and maximum (the paper's convention).
     ``percentile``: the 0.5th and 99.5th percentiles of the values (from an evenly
@@ -208,32 +176,18 @@ def _value_range(
     that neither noise nor a few bright pixels set the scale.
     ``none``: the cube is already normalised (0 and 1 are used as they are).
     """
-    normalise = resolve_normalise(normalise)
-    lo, hi, fills = _finite_range(cube, nan_policy)
-    if normalise == "none":
-        return 0.0, 1.0, fills
-    if normalise == "clean" and hi > lo:
-        from .ranges import clean_range
+    from .pipeline import Prepared, scan_missing, scan_range
 
-        def band(b: int) -> np.ndarray:
-            values = cube[b]
-            if fills is None:
-                return values
-            return np.where(np.isfinite(values), values, fills[b])
-
-        clo, chi = clean_range(cube, band)
-        if chi > clo:
-            lo, hi = clo, chi
-    if normalise == "percentile" and hi > lo:
-        step = max(1, cube.size // _PERCENTILE_SAMPLE)
-        sample = cube.reshape(-1)[::step]
-        if np.issubdtype(sample.dtype, np.floating):
-            sample = sample[np.isfinite(sample)]
-        plo, phi = np.percentile(sample.astype(np.float64), PERCENTILES)
-        if phi > plo:
-            lo, hi = float(plo), float(phi)
-    check_range(lo, hi)
-    return lo, hi, fills
+    if nan_policy not in NAN_POLICIES:
+        raise InputError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    how = resolve_normalise(normalise)
+    bands, height, _ = cube.shape
+    masks = scan_missing(cube, range(bands), nodata=nodata, nan_policy=nan_policy, rows=height)
+    found = scan_range(
+        Prepared(cube, masks), clean=how == "clean", sample=how == "percentile", rows=height
+    )
+    lo, hi = _span(how, found)
+    return lo, hi, masks.fills
 
 
 def _normaliser(
@@ -297,6 +251,7 @@ def plan_tiles(
     channels: int = 14,
     precision: str = "fp32",
     band_window: int | None = None,
+    fixed: int | None = None,
 ) -> tuple[int | tuple[int, int], int]:
     """The ``(tile, overlap)`` :func:`denoise` uses for a ``(bands, H, W)`` cube.
 
@@ -306,7 +261,9 @@ def plan_tiles(
     used as is. ``overlap=None`` is 32 pixels, at most a quarter of the tile; the overlap
     is clipped below the tile and the image. ``precision`` is the network's resolved
     precision (``"fp32"`` or ``"bf16"``, whose activations take half the memory);
-    ``band_window`` the bands per network run (:func:`resolve_band_window`).
+    ``band_window`` the bands per network run (:func:`resolve_band_window`); ``fixed``
+    the bytes held besides the network (default :func:`fixed_bytes`: the cube in memory;
+    a streamed cube holds only the blend's weight sum, ``4 * H * W``).
     """
     bands, height, width = shape
     automatic = tile is None
@@ -322,7 +279,7 @@ def plan_tiles(
             height,
             width,
             max_memory=max_memory,
-            fixed_bytes=fixed_bytes(shape, dtype),
+            fixed_bytes=fixed_bytes(shape, dtype) if fixed is None else fixed,
             channels=channels,
             precision=precision,
             band_window=band_window,
@@ -342,22 +299,23 @@ def plan_tiles(
 
 
 def _check_plausible(
-    output: np.ndarray,
+    output: tuple[float, float],
     extremes: tuple[float, float],
     mapped: tuple[float, float],
     shape: tuple[int, ...],
 ) -> None:
     """DivergenceError when the output leaves the input's range by more than 10 spans.
 
-    ``output`` is in the normalised domain, where the input's finite ``extremes`` map to
-    ``(e - lo) / (hi - lo)`` with ``mapped = (lo, hi)``. A denoiser stays near its
+    ``output`` is the network output's ``(min, max)`` in the normalised domain, where
+    the input's finite ``extremes`` map to ``(e - lo) / (hi - lo)`` with
+    ``mapped = (lo, hi)``. A denoiser stays near its
     input's range; weights whose recurrence diverges on a cube (seen: +-2.5e6 for an
     input in [0, 1]) would otherwise be mapped back and written as if they were data.
     """
     lo, hi = mapped
     in_lo, in_hi = ((e - lo) / (hi - lo) for e in extremes)
     span = max(in_hi - in_lo, 1e-12)
-    out_lo, out_hi = float(output.min()), float(output.max())
+    out_lo, out_hi = (float(v) for v in output)
     if out_lo < in_lo - 10 * span or out_hi > in_hi + 10 * span:
         raise DivergenceError(
             f"the network output spans [{out_lo:.3g}, {out_hi:.3g}] for the cube {shape} "
@@ -388,60 +346,78 @@ def _run_network(
         return model(x)[0].float().cpu().numpy()
 
 
-def _denoise_normalised(
-    data: np.ndarray,
-    dtype: np.dtype,
+def _run_into(
+    prepared: Any,
+    buffer: Any,
     model: torch.nn.Module,
-    device: str | torch.device,
+    device: torch.device,
     transform: Callable[[np.ndarray], np.ndarray],
     progress: bool | dict[str, Any],
     *,
-    tile: int | None,
-    overlap: int | None,
-    max_memory: int,
-    layout: str,
+    tile: int | tuple[int, int],
+    overlap: int,
     band_window: int | None = None,
-) -> np.ndarray:
-    """Run ``model`` over ``data`` ``(bands, H, W)`` tile by tile.
+    on_tile: Callable[[int, int], None] | None = None,
+    mapper: Callable | None = None,
+) -> None:
+    """Run ``model`` over ``prepared`` ``(bands, H, W)`` tile by tile into ``buffer``.
 
-    Each tile is normalised by ``transform``; returns the float32 network output in the
-    caller's ``layout`` (not yet mapped back to the input's range and dtype).
+    Each tile is normalised by ``transform``; ``buffer`` (a float32 array or a
+    :class:`~ras2s.pipeline.Scratch` of the same shape) receives the blended network
+    output, still in the normalised units.
     """
-    torch_device = resolve_device(device)
-    model = model.to(torch_device).eval()
-    bands, height, width = data.shape
-    tiles, overlap = plan_tiles(
-        data.shape,
-        dtype,
-        max_memory=max_memory,
-        tile=tile,
-        overlap=overlap,
-        channels=getattr(getattr(model, "config", None), "channels", 14),
-        precision=_model_precision(model),
-        band_window=band_window,
-    )
     if isinstance(progress, bool):
         progress = {"desc": "denoise", "unit": "tile", "leave": False} if progress else False
-    # The output is allocated in the caller's layout and filled through a bands-first
-    # view, so that no full-size transposed copy is ever made.
-    hwb = layout.upper() == "HWB"
-    buffer = np.empty((height, width, bands) if hwb else (bands, height, width), np.float32)
     run_tiled(
-        data,
-        functools.partial(_run_network, model, torch_device, band_window=band_window),
-        out=buffer.transpose(2, 0, 1) if hwb else buffer,
-        tile=tiles,
+        prepared,
+        functools.partial(_run_network, model, device, band_window=band_window),
+        out=buffer,
+        tile=tile,
         overlap=overlap,
         transform=transform,
         progress=progress,
+        on_tile=on_tile,
+        mapper=mapper,
     )
-    if not np.isfinite(buffer).all():
-        raise DivergenceError(
-            f"the network returned NaN or Inf for the finite cube {data.shape}; "
-            "the weights are unusable for this input",
-            "NaN or Inf output",
+
+
+#: Resident memory of one tile worker's Python and PyTorch runtime (measured: about
+#: 0.3 GiB after ``import torch``; rounded up).
+WORKER_RUNTIME_BYTES = 400 << 20
+
+
+def _tile_workers(
+    asked: int | str,
+    device: torch.device,
+    tiles: int | tuple[int, int],
+    overlap: int,
+    shape: tuple[int, int, int],
+    max_memory: int,
+) -> int:
+    """How many :class:`~ras2s.parallel.TilePool` workers to use (1: none)."""
+    if asked == "auto":
+        from .parallel import cpu_workers
+
+        threads = min(torch.get_num_threads(), cpu_workers())
+        if device.type != "cpu" or threads < 2:
+            return 1
+        tile_h, tile_w = (tiles, tiles) if isinstance(tiles, int) else tiles
+        step_h, step_w = max(1, tile_h - overlap), max(1, tile_w - overlap)
+        count = math.ceil(max(1, shape[1] - overlap) / step_h) * math.ceil(
+            max(1, shape[2] - overlap) / step_w
         )
-    return buffer
+        enough_memory = max_memory >= threads * (2 * WORKER_RUNTIME_BYTES)
+        return threads if count >= 2 * threads and enough_memory else 1
+    if isinstance(asked, bool) or not isinstance(asked, int) or asked < 1:
+        raise InputError(f"tile_workers must be 'auto' or an integer >= 1, got {asked!r}")
+    if asked > 1 and device.type != "cpu":
+        raise InputError("tile_workers > 1 runs on the CPU only; use one process per GPU")
+    return asked
+
+
+#: ``denoise_windows``'s passes over the cube read strips of about this share of the
+#: memory budget (each strip's raw block plus its float64 work copies).
+STRIP_SHARE = 8
 
 
 def denoise(
@@ -463,6 +439,7 @@ def denoise(
     band_window: int | str | None = "auto",
     strict: bool = False,
     report: dict[str, Any] | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Denoise a hyperspectral cube with RAS2S.
 
@@ -470,7 +447,8 @@ def denoise(
     ----------
     cube:
         3-D array, ``(bands, H, W)`` for ``layout="BHW"`` or ``(H, W, bands)`` for
-        ``"HWB"``; any real dtype and value range. Not modified.
+        ``"HWB"``; any real dtype and value range. Not modified. A dask array or an
+        ``xarray.DataArray`` gives the same type back, lazily for dask (:mod:`ras2s.lazy`).
     weights:
         ``"default"``, ``"official"`` or a checkpoint path (ignored when ``model`` is given).
     layout:
@@ -486,6 +464,10 @@ def denoise(
         ``"cpu"``, ``"cuda"``, ``"auto"`` or a torch device.
     progress:
         Show a progress bar over tiles (a dict is passed to tqdm).
+    on_tile:
+        Called as ``on_tile(done, total)`` (tiles) before each pass of the network over
+        the cube and after each tile (:func:`ras2s.tiling.run_tiled`); an exception it
+        raises stops the work and propagates (how the napari widget cancels).
     nan_policy:
         ``"error"`` (default) rejects NaN/Inf; ``"fill"`` replaces them by their band's
         mean before denoising (the output holds the denoised values there).
@@ -507,7 +489,10 @@ def denoise(
     nodata:
         Value marking missing pixels (e.g. -9999; NaN allowed). Those values are left
         out of the normalisation, filled with their band's mean of valid values for the
-        network, and returned exactly as they were. See :func:`denoise_masked`.
+        network, and returned exactly as they were; the network sees only the bounding
+        box of the pixels valid in some band (a GeoTIFF's collar is neither computed nor
+        seen), and a valid value denoised onto the nodata value is moved off it
+        (:func:`ras2s.nodata.keep_off_nodata`).
     skip_bands:
         0-based indices of bad bands: returned unchanged and not fed to the network.
     precision:
@@ -531,8 +516,9 @@ def denoise(
         Optional dict, filled with what was done: ``normalise`` (the normalisation
         used), ``range`` (the ``[lo, hi]`` mapped to 0 and 1), ``first_pass_range``
         (``"clean"``: the estimate a second pass widened, else ``None``),
-        ``band_window`` (``None``: whole cube) and ``fallback`` (a list of the settings
-        that diverged, each with its ``error``; empty when the first setting held).
+        ``band_window`` (``None``: whole cube), ``fallback`` (a list of the settings
+        that diverged, each with its ``error``; empty when the first setting held),
+        ``tile`` and ``overlap`` (the tile plan) and ``streamed`` (False here).
 
     Returns
     -------
@@ -547,121 +533,358 @@ def denoise(
     DivergenceError
         The network diverged in every setting tried (``strict``: in the first).
 
+    Notes
+    -----
+    This runs :func:`denoise_windows`, the pipeline ``ras2s denoise`` runs on files
+    larger than their memory budget, with the cube and the result in memory.
+
     Examples
     --------
     >>> import numpy as np, ras2s
     >>> noisy = np.random.default_rng(0).random((31, 64, 64), dtype=np.float32)
     >>> clean = ras2s.denoise(noisy, weights="official")  # doctest: +SKIP
     """
-    if nodata is not None or skip_bands is not None:
-        return denoise_masked(
-            cube,
-            functools.partial(
-                denoise,
-                weights=weights,
-                tile=tile,
-                overlap=overlap,
-                max_memory=max_memory,
-                device=device,
-                progress=progress,
-                nan_policy=nan_policy,
-                normalise=normalise,
-                model=model,
-                precision=precision,
-                band_window=band_window,
-                strict=strict,
-                report=report,
-            ),
-            layout=layout,
-            nodata=nodata,
-            skip_bands=skip_bands,
-        )
+    from . import lazy
+
+    if lazy.is_lazy(cube):  # a dask array or xarray.DataArray: the same type back, lazily
+        return lazy.denoise(**{name: value for name, value in locals().items() if name != "lazy"})
     as_torch = isinstance(cube, torch.Tensor)
     array = cube.detach().cpu().numpy() if as_torch else np.asarray(cube)
     _check_cube(array)
     data = _as_bands_first(array, layout)
-    bands, height, width = data.shape
+    result = np.empty(array.shape, array.dtype)
+    target = _as_bands_first(result, layout)
 
+    def write(rows: slice, block: np.ndarray) -> None:
+        target[:, rows, :] = block
+
+    denoise_windows(
+        data,
+        write,
+        weights=weights,
+        tile=tile,
+        overlap=overlap,
+        max_memory=max_memory,
+        device=device,
+        progress=progress,
+        nan_policy=nan_policy,
+        normalise=normalise,
+        model=model,
+        nodata=nodata,
+        skip_bands=skip_bands,
+        precision=precision,
+        band_window=band_window,
+        strict=strict,
+        report=report,
+        buffer=target if array.dtype == np.float32 else None,
+        on_tile=on_tile,
+    )
+    return torch.from_numpy(result) if as_torch else result
+
+
+def denoise_windows(
+    source: Any,
+    write: Callable[[slice, np.ndarray], None],
+    weights: str | os.PathLike = "default",
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    device: str | torch.device = "cpu",
+    progress: bool | dict[str, Any] = False,
+    nan_policy: str = "error",
+    normalise: str = "auto",
+    model: torch.nn.Module | None = None,
+    nodata: float | None = None,
+    skip_bands: Sequence[int] | None = None,
+    precision: str = "auto",
+    band_window: int | str | None = "auto",
+    strict: bool = False,
+    report: dict[str, Any] | None = None,
+    buffer: np.ndarray | None = None,
+    stream: bool = False,
+    scratch_dir: str | os.PathLike | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+    tile_workers: int | str = 1,
+) -> None:
+    """Denoise ``source`` window by window, handing the result to ``write`` in row strips.
+
+    The pipeline behind :func:`denoise` (in memory) and ``ras2s denoise`` on files
+    larger than ``max_memory`` (streamed); the passes are described in
+    :mod:`ras2s.pipeline`. The keyword arguments are :func:`denoise`'s.
+
+    Parameters
+    ----------
+    source:
+        ``(bands, H, W)`` read through ``source[(bands, rows, cols)]`` with three slices:
+        a numpy array (or a bands-first view of one), a memmap, an h5py dataset or a
+        :class:`ras2s.io.CubeSource`; any real dtype. Never modified.
+    write:
+        ``write(rows, block)`` receives the output, ``rows`` a slice of the image rows
+        and ``block`` ``(bands, h, W)`` in the source's dtype, once per strip, top to
+        bottom, after every check passed (a diverging run writes nothing).
+    buffer:
+        Optional float32 ``(bands, H, W)`` array to hold the network output, e.g. the
+        result itself for a float32 cube (each strip is read before it is written).
+        Used only when every band is kept and no nodata box applies.
+    stream:
+        ``False``: the passes read the cube as a whole and the network output is held
+        in memory, as before streaming existed (``max_memory`` bounds the tiles, with
+        the cube, output and buffer counted as fixed). ``True``: every pass reads row
+        strips of about ``max_memory / STRIP_SHARE`` bytes, and the network output goes
+        to a :class:`~ras2s.pipeline.Scratch` file (``4 * bands * H * W`` bytes of disk
+        in ``scratch_dir``, default the system's temporary folder); the memory is then
+        bounded by ``max_memory`` (plus PyTorch's runtime) whatever the cube's size.
+    tile_workers:
+        Processes running tiles at once on the CPU, one PyTorch thread each
+        (:class:`ras2s.parallel.TilePool`); ``1``: this process, with its threads.
+        ``"auto"``: as many as PyTorch has threads, when the cube has at least two tiles
+        per worker and ``max_memory`` holds two PyTorch runtimes
+        (:data:`WORKER_RUNTIME_BYTES`) per worker; each worker then gets an equal share
+        of the budget for its tile. The result is the same either way (tiles are
+        blended in the same order).
+    """
+    from .pipeline import (
+        Masks,
+        Prepared,
+        Scratch,
+        scan_missing,
+        scan_output,
+        scan_range,
+        strip_rows,
+        write_output,
+    )
+
+    bands, height, width = (int(s) for s in source.shape)
+    dtype = np.dtype(source.dtype)
+    if nan_policy not in NAN_POLICIES:
+        raise InputError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    skip = set(parse_band_list(skip_bands, bands))
+    keep = [b for b in range(bands) if b not in skip]
+    share = max(1, max_memory // STRIP_SHARE)
+    whole = height if not stream else None
+    scan_rows = whole or strip_rows(source.shape, dtype.itemsize + 2, share)
+    range_rows = whole or strip_rows(source.shape, dtype.itemsize + 48, share)
+    write_rows = strip_rows(source.shape, dtype.itemsize * 2 + 16, share)
+    bars = _pass_bars(progress, stream)
+    if not keep:
+        warnings.warn("every band is marked bad; the cube is returned unchanged", stacklevel=3)
+        write_output(
+            source,
+            None,
+            Masks(keep, (0, height, 0, width)),
+            (0.0, 1.0),
+            dtype,
+            write,
+            rows=write_rows,
+        )
+        return
+    masks = scan_missing(
+        source,
+        keep,
+        nodata=nodata,
+        nan_policy=nan_policy,
+        rows=scan_rows,
+        progress=bars("scan", height),
+    )
+    prepared = Prepared(source, masks)
     if model is None and normalise == "auto":  # the weights' card decides
         from .weights import load_model
 
         model = load_model(weights, resolve_device(device), precision=precision)
     how = resolve_normalise(normalise, model)
-    lo, hi, fills = _value_range(data, how, nan_policy)
+    found = scan_range(
+        prepared,
+        clean=how == "clean",
+        sample=how == "percentile",
+        rows=range_rows,
+        progress=bars("range", prepared.shape[1]),
+    )
+    lo, hi = _span(how, found)
     if hi == lo:
-        warnings.warn(
-            f"the cube {array.shape} is constant ({lo}); returned unchanged", stacklevel=2
-        )
+        shape = (bands, height, width)
+        warnings.warn(f"the cube {shape} is constant ({lo}); returned unchanged", stacklevel=3)
         _record(report, how, (lo, hi), None, [])
-        result = array.copy()
-        return torch.from_numpy(result) if as_torch else result
+        write_output(source, None, masks, (lo, hi), dtype, write, rows=write_rows)
+        return
 
+    torch_device = resolve_device(device)
     if model is None:
         from .weights import load_model
 
-        model = load_model(weights, resolve_device(device), precision=precision)
+        model = load_model(weights, torch_device, precision=precision)
+    model = model.to(torch_device).eval()
     window = resolve_band_window(band_window, model)
-    extremes = _finite_range(data, nan_policy)[:2]
-    failed: list[dict[str, Any]] = []
-    tries = _attempts(how, window, bands, strict)
-    refined: list[float] | None = None
-    ranges = {how: (lo, hi, fills)}  # a retry in band windows reuses its estimate
-
-    def run(lo: float, hi: float, fills: np.ndarray | None, window: int | None) -> np.ndarray:
-        buffer = _denoise_normalised(
-            data,
-            array.dtype,
-            model,
-            device,
-            _normaliser(lo, hi, fills),
-            progress,
-            tile=tile,
-            overlap=overlap,
-            max_memory=max_memory,
-            layout=layout,
+    kept_shape = prepared.shape
+    box_pixels = kept_shape[1] * kept_shape[2]
+    overlap_asked = overlap
+    tiles, overlap = plan_tiles(
+        kept_shape,
+        dtype,
+        max_memory=max_memory,
+        tile=tile,
+        overlap=overlap,
+        channels=getattr(getattr(model, "config", None), "channels", 14),
+        precision=_model_precision(model),
+        band_window=window,
+        fixed=4 * box_pixels if stream else None,
+    )
+    workers = _tile_workers(tile_workers, torch_device, tiles, overlap, kept_shape, max_memory)
+    if workers > 1 and tile is None:  # each worker holds one tile: the budget is shared
+        share_memory = max(1, (max_memory - workers * WORKER_RUNTIME_BYTES) // workers)
+        tiles, overlap = plan_tiles(
+            kept_shape,
+            dtype,
+            max_memory=share_memory + (4 * box_pixels if stream else 0),
+            tile=None,
+            overlap=overlap_asked,
+            channels=getattr(getattr(model, "config", None), "channels", 14),
+            precision=_model_precision(model),
             band_window=window,
+            fixed=4 * box_pixels if stream else 0,
         )
-        _check_plausible(buffer, extremes, (lo, hi), array.shape)
-        return buffer
+    if buffer is None or not prepared.trivial:
+        buffer = Scratch(kept_shape, scratch_dir) if stream else np.empty(kept_shape, np.float32)
+    extremes = (found.lo, found.hi)
+    failed: list[dict[str, Any]] = []
+    tries = _attempts(how, window, len(keep), strict)
+    refined: list[float] | None = None
+    spans = {how: (lo, hi)}  # a retry in band windows reuses its estimate
+    check_rows = strip_rows(kept_shape, 8, share)
 
-    for how, window in tries:
-        if how not in ranges:
-            ranges[how] = _value_range(data, how, nan_policy)
-        lo, hi, fills = ranges[how]
+    def run(lo: float, hi: float, window: int | None, refine: bool) -> Any:
+        pool = None
+        if workers > 1:
+            from .parallel import TilePool
+
+            pool = TilePool(model, window, workers)
         try:
-            buffer = run(lo, hi, fills, window)
-            wider = _refined_range(buffer, lo, hi) if how == "clean" else None
-            if wider is not None:  # the first pass saw signal beyond the estimate
-                refined = [lo, hi]
-                del buffer
-                lo, hi = wider
-                buffer = run(lo, hi, fills, window)
-            break
-        except DivergenceError as err:
-            failed.append(
-                {"normalise": how, "band_window": window, "error": str(err), "detail": err.detail}
+            _run_into(
+                prepared,
+                buffer,
+                model,
+                torch_device,
+                _normaliser(lo, hi, None),
+                progress,
+                tile=tiles,
+                overlap=overlap,
+                band_window=window,
+                on_tile=on_tile,
+                mapper=pool,
             )
-            refined = None
-            if len(failed) == len(tries):
-                raise
-    if failed:
-        warnings.warn(FallbackWarning(_fallback_message(failed, how, window)), stacklevel=2)
-    _record(report, how, (lo, hi), window, failed, refined)
-    result = denormalise(buffer, lo, hi, array.dtype, copy=False)
-    return torch.from_numpy(result) if as_torch else result
+        finally:
+            if pool is not None:
+                pool.close()
+        out = scan_output(buffer, rows=check_rows, sample=refine)
+        if not out.finite:
+            raise DivergenceError(
+                f"the network returned NaN or Inf for the finite cube {kept_shape}; "
+                "the weights are unusable for this input",
+                "NaN or Inf output",
+            )
+        _check_plausible((out.lo, out.hi), extremes, (lo, hi), kept_shape)
+        return out
+
+    try:
+        for how, window in tries:
+            if how not in spans:
+                spans[how] = _span(how, found)
+            lo, hi = spans[how]
+            try:
+                out = run(lo, hi, window, refine=how == "clean")
+                wider = _refined_range(out.sample, lo, hi) if how == "clean" else None
+                if wider is not None:  # the first pass saw signal beyond the estimate
+                    refined = [lo, hi]
+                    lo, hi = wider
+                    run(lo, hi, window, refine=False)
+                break
+            except DivergenceError as err:
+                failed.append(
+                    {
+                        "normalise": how,
+                        "band_window": window,
+                        "error": str(err),
+                        "detail": err.detail,
+                    }
+                )
+                refined = None
+                if len(failed) == len(tries):
+                    raise
+        if failed:
+            warnings.warn(FallbackWarning(_fallback_message(failed, how, window)), stacklevel=3)
+        _record(report, how, (lo, hi), window, failed, refined)
+        if report is not None:
+            report.update(tile=tiles, overlap=overlap, streamed=stream)
+        write_output(
+            source,
+            buffer,
+            masks,
+            (lo, hi),
+            dtype,
+            write,
+            rows=write_rows,
+            progress=bars("write", height),
+        )
+    finally:
+        if hasattr(buffer, "close"):
+            buffer.close()
 
 
-def _refined_range(buffer: np.ndarray, lo: float, hi: float) -> tuple[float, float] | None:
+def _pass_bars(
+    progress: bool | dict[str, Any], stream: bool
+) -> Callable[[str, int], Callable[[int], None] | None]:
+    """Progress callbacks (rows done) for the passes over a streamed cube's rows."""
+
+    def bar(name: str, total: int) -> Callable[[int], None] | None:
+        if not (progress and stream):
+            return None
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=name, unit="row", leave=False)
+
+        def update(rows: int) -> None:
+            bar.update(rows)
+            if bar.n >= total:
+                bar.close()
+
+        return update
+
+    return bar
+
+
+def _span(how: str, found: Any) -> tuple[float, float]:
+    """``(lo, hi)`` mapped to 0 and 1 for normalisation ``how``, from a range scan.
+
+    ``minmax``: the minimum and maximum; ``percentile``: the 0.5th and 99.5th
+    percentiles of the sample; ``clean``: the estimated clean range; each falls back to
+    the minimum and maximum when it collapses. ``none``: 0 and 1.
+    """
+    if how == "none":
+        return 0.0, 1.0
+    lo, hi = found.lo, found.hi
+    if hi > lo and how == "clean":
+        clo, chi = found.clean
+        if chi > clo:
+            lo, hi = clo, chi
+    if hi > lo and how == "percentile":
+        plo, phi = np.percentile(found.sample, PERCENTILES)
+        if phi > plo:
+            lo, hi = float(plo), float(phi)
+    check_range(lo, hi)
+    return float(lo), float(hi)
+
+
+def _refined_range(sample: np.ndarray, lo: float, hi: float) -> tuple[float, float] | None:
     """A wider ``(lo, hi)`` when a first pass's output extends the estimated range.
 
-    ``buffer`` is the network's output for the cube normalised by ``(lo, hi)``. Where its
-    0.01st or 99.99th percentile (of an evenly strided sample of at most 4 million
-    values) lies more than :data:`REFINE_MARGIN` outside [0, 1], the denoised signal
-    reaches beyond the estimate (bright or dark features smaller than the estimate's
-    filters), and the union of both ranges is returned for a second pass; else None.
+    ``sample`` holds network outputs for the cube normalised by ``(lo, hi)`` (an evenly
+    strided sample of at most 4 million values, :func:`ras2s.pipeline.scan_output`).
+    Where its 0.01st or 99.99th percentile lies more than :data:`REFINE_MARGIN` outside
+    [0, 1], the denoised signal reaches beyond the estimate (bright or dark features
+    smaller than the estimate's filters), and the union of both ranges is returned for
+    a second pass; else None.
     """
-    step = max(1, buffer.size // _PERCENTILE_SAMPLE)
-    out_lo, out_hi = np.percentile(buffer.reshape(-1)[::step], REFINE_PERCENTILES)
+    out_lo, out_hi = np.percentile(sample, REFINE_PERCENTILES)
     if out_lo >= -REFINE_MARGIN and out_hi <= 1 + REFINE_MARGIN:
         return None
     span = hi - lo
@@ -867,14 +1090,14 @@ def normalisation_range(
     """``(how, lo, hi)``: what :func:`denoise` maps to 0 and 1 for a bands-first ``cube``.
 
     As :func:`denoise` computes it: nodata values are left out (filled with their band's
-    mean), NaN/Inf filled likewise (``nan_policy="fill"``), and ``"auto"`` resolved with
-    ``model``'s card. Without a fallback after a divergence, that is the range used.
+    mean, over the valid box), NaN/Inf filled likewise (``nan_policy="fill"``), and
+    ``"auto"`` resolved with ``model``'s card. Without a fallback after a divergence,
+    that is the range used.
     """
     how = resolve_normalise(normalise, model)
-    work, _ = fill_nodata(np.asarray(cube), nodata)
     with warnings.catch_warnings():  # NaN/Inf are the caller's to report
         warnings.simplefilter("ignore")
-        lo, hi, _ = _value_range(work, how, "fill")
+        lo, hi, _ = _value_range(np.asarray(cube), how, "fill", nodata=nodata)
     return how, lo, hi
 
 

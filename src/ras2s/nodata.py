@@ -14,7 +14,11 @@ import numpy as np
 
 
 def keep_off_nodata(
-    result: np.ndarray, valid: np.ndarray | None, nodata: float | None
+    result: np.ndarray,
+    valid: np.ndarray | None,
+    nodata: float | None,
+    *,
+    means: np.ndarray | None = None,
 ) -> np.ndarray:
     """Move valid values equal to ``nodata`` to the nearest other representable value.
 
@@ -33,6 +37,12 @@ def keep_off_nodata(
         input. None: every pixel was valid.
     nodata : float or None
         The nodata value the output declares; None: nothing to do.
+    means : numpy.ndarray, optional
+        ``(bands,)`` float64: each band's mean of valid values, which decides the side
+        an in-range ``nodata`` moves to. Given when ``result`` is one strip of a larger
+        cube (:mod:`ras2s.pipeline` passes the input's band means, so that every strip
+        moves a band's values to the same side); default: the mean of ``result``'s own
+        other valid values in that band. A NaN entry falls back to the default.
 
     Returns
     -------
@@ -77,8 +87,9 @@ def keep_off_nodata(
         others = result[b] != nodata
         if valid is not None:
             others &= valid[b]
-        side_up = up is not None and (
-            down is None or not others.any() or result[b][others].mean(dtype=np.float64) >= nodata
-        )
+        given = np.nan if means is None else float(means[b])
+        if math.isnan(given) and others.any():
+            given = float(result[b][others].mean(dtype=np.float64))
+        side_up = up is not None and (down is None or math.isnan(given) or given >= nodata)
         out[b][hit[b]] = up if side_up else down
     return out

@@ -30,12 +30,14 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["BOX", "MEDIAN", "clean_range", "describe"]
+__all__ = ["BOX", "HALO", "MEDIAN", "clean_range", "describe"]
 
 #: Side of the spatial median (pixels).
 MEDIAN = 3
 #: Side of the box mean applied after the medians (pixels).
 BOX = 5
+#: Pixels beyond a strip that the filtered values of its own pixels depend on.
+HALO = MEDIAN // 2 + BOX // 2
 
 
 def _spatial(band: np.ndarray) -> np.ndarray:
@@ -43,7 +45,10 @@ def _spatial(band: np.ndarray) -> np.ndarray:
 
 
 def clean_range(
-    cube: np.ndarray, band: Callable[[int], np.ndarray] | None = None
+    cube: np.ndarray,
+    band: Callable[[int], np.ndarray] | None = None,
+    *,
+    rows: slice | None = None,
 ) -> tuple[float, float]:
     """``(lo, hi)``: the estimated minimum and maximum of the clean signal of ``cube``.
 
@@ -55,6 +60,14 @@ def clean_range(
     band:
         Optional ``b -> (H, W)`` array returning band ``b`` ready for the estimate (for
         example with NaN already filled); default ``cube[b]``.
+    rows:
+        Only these rows of the filtered copy count (default: all). A strip of a larger
+        cube read with :data:`HALO` extra rows on each side (where the cube has them)
+        gives, on its own rows, the whole cube's filtered values: so the estimate can be
+        made strip by strip and combined with ``min``/``max`` (:mod:`ras2s.pipeline`).
+        The box mean's running sums then start at another row, which changes the last
+        bits of a float64 value: the strip-wise estimate equals the whole-cube one to
+        about 1e-15 of the span.
 
     Returns
     -------
@@ -81,6 +94,8 @@ def clean_range(
             np.minimum(previous, current), np.minimum(np.maximum(previous, current), following)
         )
         smooth = ndimage.uniform_filter(middle, size=BOX, mode="reflect")
+        if rows is not None:
+            smooth = smooth[rows]
         lo, hi = min(lo, float(smooth.min())), max(hi, float(smooth.max()))
         previous, current = current, following
     return lo, hi

@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 import operator
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -317,6 +317,8 @@ def run_tiled(
     out: np.ndarray | None = None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     progress: bool | Mapping[str, Any] = False,
+    on_tile: Callable[[int, int], None] | None = None,
+    mapper: Callable[[Callable, Iterator[np.ndarray]], Iterator[np.ndarray]] | None = None,
 ) -> np.ndarray:
     """Apply ``fn`` to overlapping tiles of a cube and blend the results.
 
@@ -337,10 +339,12 @@ def run_tiled(
         Tile side, or ``(tile_h, tile_w)``; any size ``>= 1``, clipped to the image.
     overlap : int
         Pixels shared by neighbouring tiles, ``0 <= overlap < tile``.
-    out : numpy.ndarray, optional
+    out : numpy.ndarray or array-like, optional
         ``float32 (bands, H, W)`` array (may be a memmap) to write the result into;
         its previous content is ignored. Allocated when omitted. Must not share memory
-        with ``cube``.
+        with ``cube``. Anything else with ``shape``, ``dtype`` float32 and window
+        ``__getitem__``/``__setitem__`` (a :class:`ras2s.pipeline.Scratch` file) works
+        too: each tile's window is read, blended and written back.
     transform : callable, optional
         Applied to each input window before ``fn`` (e.g. normalisation on the fly, so
         the full cube is never copied). It gets a private copy of the window in the
@@ -349,6 +353,15 @@ def run_tiled(
         Show a tqdm progress bar over tiles when true; a mapping (even empty) turns it
         on and is passed to tqdm as keyword arguments (``desc``, ``leave``,
         ``disable``, ...).
+    on_tile : callable, optional
+        Called as ``on_tile(done, total)`` (tiles) before the first tile and after each
+        one, e.g. for a progress bar in a GUI; an exception it raises stops the work and
+        propagates (a way to cancel).
+    mapper : callable, optional
+        ``mapper(fn, blocks)`` returns ``fn(block)`` for each block of the iterator
+        ``blocks``, in order (default: the built-in ``map``). A parallel mapper
+        (:class:`ras2s.parallel.TilePool`) runs several tiles at once; it should read
+        ``blocks`` only a few ahead of what it returns, since each block is a tile.
 
     Returns
     -------
@@ -390,12 +403,14 @@ def run_tiled(
         raise InputError(f"cube of shape {shape} is empty")
     (tile_h, ys), (tile_w, xs) = _plan(height, width, tile, overlap)
 
+    in_memory = isinstance(out, np.ndarray)
     if out is None:
         out = np.empty(shape, dtype=np.float32)
-    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape:
-        found = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        in_memory = True
+    elif np.dtype(getattr(out, "dtype", None)) != np.float32 or tuple(out.shape) != shape:
+        found = f"{out.dtype} {out.shape}" if hasattr(out, "shape") else type(out).__name__
         raise InputError(f"out must be a float32 array of shape {shape}, got {found}")
-    elif isinstance(cube, np.ndarray) and np.may_share_memory(out, cube):
+    elif in_memory and isinstance(cube, np.ndarray) and np.may_share_memory(out, cube):
         raise InputError("out must not share memory with cube (tiles overlap)")
 
     # Sum of the weights of the tiles seen so far, per pixel: the only other full-size
@@ -403,23 +418,33 @@ def run_tiled(
     weight_sum = np.zeros((height, width), dtype=np.float32)
     kwargs = _progress_kwargs(progress)
     bar = None if kwargs is None else tqdm(total=len(ys) * len(xs), **kwargs)
+    if on_tile is not None:
+        on_tile(0, len(ys) * len(xs))
+    plan = [
+        (Tile(y, y + tile_h, x, x + tile_w), (*_shared(ys, tile_h, i), *_shared(xs, tile_w, j)))
+        for i, y in enumerate(ys)
+        for j, x in enumerate(xs)
+    ]
+    blocks = (_read(cube, window, transform) for window, _ in plan)
+    results = (mapper or map)(fn, blocks)
     try:
-        for i, y in enumerate(ys):
-            top, bottom = _shared(ys, tile_h, i)
-            for j, x in enumerate(xs):
-                left, right = _shared(xs, tile_w, j)
-                window = Tile(y, y + tile_h, x, x + tile_w)
-                block = _read(cube, window, transform)
-                result = np.asarray(fn(block), dtype=np.float32)
-                if result.shape != block.shape:
-                    raise InputError(
-                        f"fn returned shape {result.shape} for a tile of shape {block.shape}"
-                    )
-                weights = blend_window(tile_h, tile_w, (top, bottom, left, right))
-                rows, cols = window.window
-                _accumulate(out[:, rows, cols], weight_sum[rows, cols], result, weights)
-                if bar is not None:
-                    bar.update()
+        for done, ((window, shared), result) in enumerate(zip(plan, results, strict=True), start=1):
+            result = np.asarray(result, dtype=np.float32)
+            if result.shape != (bands, *window.shape):
+                raise InputError(
+                    f"fn returned shape {result.shape} for a tile of shape {(bands, *window.shape)}"
+                )
+            weights = blend_window(tile_h, tile_w, shared)
+            rows, cols = window.window
+            index = (slice(None), rows, cols)
+            current = out[index]  # a view in memory; a copy from a file (Scratch)
+            _accumulate(current, weight_sum[rows, cols], result, weights)
+            if not in_memory:
+                out[index] = current
+            if bar is not None:
+                bar.update()
+            if on_tile is not None:
+                on_tile(done, len(plan))
     finally:
         if bar is not None:
             bar.close()
