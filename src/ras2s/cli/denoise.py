@@ -140,10 +140,22 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
     help="Processes for many inputs: the files are shared out and each is written once. "
     "CPU threads are divided between them; with --device cuda, worker k uses GPU k.",
 )
+@click.option(
+    "--dask",
+    "dask_address",
+    metavar="ADDRESS|local:N",
+    default=None,
+    help="Spread the files over a dask.distributed cluster instead: a scheduler address "
+    "(tcp://host:8786) or local:N (N worker processes, 1 thread each). The workers write "
+    "the outputs, so their paths must be storage every worker sees (docs/scale.md). "
+    "Needs ras2s[scale]; not with --workers.",
+)
 @options.force
 @options.quiet
 @options.handle_errors
-def denoise(inputs, output, preview, workers, method, weights, quiet, **settings) -> None:
+def denoise(
+    inputs, output, preview, workers, dask_address, method, weights, quiet, **settings
+) -> None:
     """Denoise one or more cubes (files, PNG-band folders, or folders of cubes).
 
     Each output is written beside its input as <stem>_denoised.<ext> unless -o is given;
@@ -162,6 +174,12 @@ def denoise(inputs, output, preview, workers, method, weights, quiet, **settings
     options.set_threads(settings["threads"])
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    if dask_address is not None:  # files over a dask cluster: ras2s.distributed
+        from ..distributed import denoise_on_cluster, parse_address
+
+        if workers > 1:
+            raise InputError("--dask and --workers exclude each other; give one of them")
+        cluster = parse_address(dask_address)
     suffix = check_suffix(settings.pop("suffix"))
     sources = expand_inputs(inputs, skip_suffix=suffix)  # not what an earlier run wrote
     targets = plan_targets(sources, output, suffix=suffix, preview=preview, force=settings["force"])
@@ -178,7 +196,7 @@ def denoise(inputs, output, preview, workers, method, weights, quiet, **settings
     else:
         _check_method(method)
     show = not quiet and sys.stderr.isatty()
-    parallel = len(sources) > 1 and workers > 1
+    parallel = len(sources) > 1 and (workers > 1 or dask_address is not None)
     if settings["device"] != "auto":
         settings["device"] = str(torch_device)
     if settings["sigma"] is not None:
@@ -186,7 +204,16 @@ def denoise(inputs, output, preview, workers, method, weights, quiet, **settings
     config = DenoiseSettings(
         method=method, weights=weights, progress=show and not parallel, **settings
     )
-    if parallel:  # each worker loads its own copy of the model
+    if dask_address is not None:  # each dask worker loads the model once, writes its files
+        results = denoise_on_cluster(
+            sources,
+            targets,
+            config,
+            cluster,
+            preview=Path(preview) if preview else None,
+            notify=lambda line: click.echo(f"ras2s: {line}", err=True),
+        )
+    elif parallel:  # each worker loads its own copy of the model
         results = denoise_in_workers(sources, targets, config, min(workers, len(sources)))
     else:
         results = denoise_serially(

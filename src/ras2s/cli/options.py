@@ -52,6 +52,9 @@ EXTRAS: dict[str, str] = {
     "bm4d": "baselines",
     "pywt": "baselines",
     "skimage": "baselines",
+    "dask": "scale",
+    "distributed": "scale",
+    "xarray": "scale",
 }
 
 
