@@ -83,15 +83,15 @@ def fsync_log(monkeypatch):
         log.append(("publish", os.path.realpath(b)))
         return real_link(a, b, **kw)
 
-    import ras2s.io as io
+    import ras2s.io.atomic as atomic
 
-    real_exchange = io._exchange
+    real_exchange = atomic._exchange
 
     def exchange(a, b):  # a folder swapped in whole (renameat2 RENAME_EXCHANGE)
         log.append(("publish", os.path.realpath(b)))
         return real_exchange(a, b)
 
-    monkeypatch.setattr(io, "_exchange", exchange)
+    monkeypatch.setattr(atomic, "_exchange", exchange)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(os, "rename", rename)
@@ -351,12 +351,13 @@ def test_a_cube_that_appears_during_the_write_is_never_replaced_without_force(
     real = dict(io._WRITERS)
 
     def racing(fmt):
-        def write(tmp, *args):
-            real[fmt](tmp, *args)
-            for p in theirs.iterdir():  # the other process publishes meanwhile
+        def create(tmp, *args):  # the writer of our temporary is made...
+            writer = real[fmt](tmp, *args)
+            for p in theirs.iterdir():  # ...and the other process publishes meanwhile
                 os.rename(p, tmp_path / p.name)
+            return writer
 
-        return write
+        return create
 
     for fmt in real:
         monkeypatch.setitem(io._WRITERS, fmt, racing(fmt))

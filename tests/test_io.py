@@ -117,7 +117,7 @@ def test_mat_v73_handmade_reads_in_matlab_order(tmp_path):
 
 
 def test_mat_v73_writer_for_large_arrays(tmp_path, monkeypatch):
-    monkeypatch.setattr(rio, "_MAT73_THRESHOLD", 0)
+    monkeypatch.setattr(rio.mat, "_MAT73_THRESHOLD", 0)
     data = cube((5, 6, 7), np.uint16)
     out = write_cube(tmp_path / "big.mat", data, key="NRD")
     assert out.read_bytes()[:19] == b"MATLAB 7.3 MAT-file"
@@ -372,7 +372,7 @@ def test_error_unreadable_file(tmp_path, monkeypatch):
                 raise PermissionError(13, "Permission denied", str(file))
             return builtins.open(file, *args, **kwargs)
 
-        monkeypatch.setattr(rio, "open", fake_open, raising=False)
+        monkeypatch.setattr(rio.base, "open", fake_open, raising=False)
     try:
         with pytest.raises(InputError, match=r"locked\.npy: permission denied"):
             read_cube(path)
@@ -640,9 +640,9 @@ def _half_then_fail(path, *args, **kwargs):
     ("ext", "module", "func"),
     [
         (".mat", scipy.io, "savemat"),
-        (".npy", np, "save"),
+        (".npy", np.lib.format, "open_memmap"),
         (".tif", tifffile, "imwrite"),
-        (".hdr", envi, "save_image"),
+        (".hdr", envi, "write_envi_header"),
     ],
 )
 def test_atomic_write_failure_leaves_nothing(tmp_path, monkeypatch, ext, module, func):
@@ -673,7 +673,7 @@ def test_atomic_png_failure_keeps_old_folder(tmp_path, monkeypatch):
         Image.fromarray(data[0]).save(folder / "band_001.png")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setitem(rio._WRITERS, "png", fail)
+    monkeypatch.setattr(rio.png, "write_png", fail)
     with pytest.raises(OutputError, match=r"f: writing failed"):
         write_cube(out, cube(dtype=np.uint8, seed=2), force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]

@@ -17,12 +17,15 @@ repeated last-4-bytes trailer. GDAL then reports ``LAYOUT=COG``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import struct
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
@@ -141,9 +144,86 @@ def _stored(data: np.ndarray, layout: str) -> tuple[np.ndarray, str, str]:
     return data, "separate", "SYX"
 
 
+def _planar(layout: str) -> tuple[str, str]:
+    """``(planar config, axes)`` of a TIFF page holding a cube stored in ``layout``."""
+    return ("contig", "YXS") if layout == "HWB" else ("separate", "SYX")
+
+
+def _stored_shape(shape: Sequence[int], layout: str) -> tuple[int, int, int]:
+    b, h, w = (int(s) for s in shape)
+    return (h, w, b) if layout == "HWB" else (b, h, w)
+
+
+#: bytes of the cube read at once when a streamed TIFF is encoded (a block of strips)
+_BLOCK = 32 * 2**20
+
+
+def _tiles(data: Any, layout: str, tile: tuple[int, int], step: int = 1) -> Iterator[np.ndarray]:
+    """The tiles of a bands-first cube (every ``step``-th pixel), in TIFF order.
+
+    Band-sequential (``BHW``): band by band, each tile row read once; pixel-interleaved
+    (``HWB``): tile by tile, every band of the tile at once.
+    """
+    bands, h, w = data.shape
+    th, tw = tile
+    lh, lw = -(-h // step), -(-w // step)  # the level's size
+    if layout == "HWB":
+        for y in range(0, lh, th):
+            for x in range(0, lw, tw):
+                rows = slice(y * step, min(h, (y + th) * step), step)
+                cols = slice(x * step, min(w, (x + tw) * step), step)
+                yield np.ascontiguousarray(data[:, rows, cols].transpose(1, 2, 0))
+        return
+    for b in range(bands):
+        for y in range(0, lh, th):
+            rows = slice(y * step, min(h, (y + th) * step), step)
+            strip = np.array(data[b : b + 1, rows, ::step][0])
+            for x in range(0, lw, tw):
+                yield strip[:, x : x + tw]
+
+
+def _strips(data: Any, layout: str, rows_per_strip: int, options: dict) -> Iterator[bytes]:
+    """The encoded strips of a bands-first cube, in TIFF order, a block of strips at a time.
+
+    Each block is encoded by tifffile itself (same compression, predictor and rows per
+    strip), so every strip is byte for byte what writing the whole array would give.
+    """
+    bands, h, w = data.shape
+    planar, _ = _planar(layout)
+    samples = bands if layout == "HWB" else 1
+    row_bytes = w * samples * np.dtype(data.dtype).itemsize
+    per_block = max(1, _BLOCK // max(1, row_bytes * rows_per_strip)) * rows_per_strip
+    for b in [None] if layout == "HWB" else range(bands):
+        for y in range(0, h, per_block):
+            rows = slice(y, min(h, y + per_block))
+            if b is None:
+                block = np.ascontiguousarray(data[:, rows, :].transpose(1, 2, 0))
+            else:
+                block = np.array(data[b : b + 1, rows, :][0])
+            if options.get("compression") is None:
+                yield block.tobytes()
+                continue
+            buf = io.BytesIO()
+            tifffile.imwrite(
+                buf,
+                block,
+                photometric="minisblack",
+                planarconfig=planar if b is None else None,
+                rowsperstrip=rows_per_strip,
+                compression=options["compression"],
+                predictor=options["predictor"],
+            )
+            raw = buf.getvalue()
+            with tifffile.TiffFile(io.BytesIO(raw)) as tif:
+                page = tif.pages.first
+                spans = list(zip(page.dataoffsets, page.databytecounts, strict=True))
+            for offset, count in spans:
+                yield raw[offset : offset + count]
+
+
 def write_tiff(
-    path: Path,
-    data: np.ndarray,
+    path: Path | BinaryIO,
+    data: Any,
     *,
     layout: str,
     form: TiffForm | None = None,
@@ -156,8 +236,10 @@ def write_tiff(
     ----------
     path : pathlib.Path
         Output file.
-    data : numpy.ndarray
-        ``(bands, H, W)``, any dtype tifffile writes.
+    data : numpy.ndarray or array-like
+        ``(bands, H, W)``, any dtype tifffile writes. Anything else with ``shape``,
+        ``dtype`` and ``[bands, rows, cols]`` slicing (a :class:`ras2s.io.CubeSource`, a
+        memory map) is streamed: read a tile, or a block of strips, at a time.
     layout : {"HWB", "BHW"}
         ``HWB``: pixel interleaved (planar config contig); ``BHW``: band sequential
         (planar config separate).
@@ -168,17 +250,32 @@ def write_tiff(
     bigtiff : bool
         Write a BigTIFF.
     """
-    array, planar, axes = _stored(data, layout)
-    tifffile.imwrite(
-        path,
-        array,
-        photometric="minisblack",
-        planarconfig=planar,
-        metadata={"axes": axes},
-        extratags=list(extratags),
-        bigtiff=bigtiff,
-        **_options(form or TiffForm(), data.dtype),
-    )
+    dtype = np.dtype(data.dtype)
+    options = _options(form or TiffForm(), dtype)
+    planar, axes = _planar(layout)
+    common = {
+        "photometric": "minisblack",
+        "planarconfig": planar,
+        "metadata": {"axes": axes},
+        "extratags": list(extratags),
+        "bigtiff": bigtiff,
+    }
+    if isinstance(data, np.ndarray):
+        tifffile.imwrite(path, _stored(data, layout)[0], **common, **options)
+        return
+    shape = _stored_shape(data.shape, layout)
+    if "tile" in options:
+        chunks: Iterator = _tiles(data, layout, options["tile"])
+    else:
+        samples = shape[2] if layout == "HWB" else 1
+        rows = options.pop("rowsperstrip", None)
+        if rows is None:  # tifffile's default, named so that the strips can be made here
+            rows = 262144 // (data.shape[2] * samples * dtype.itemsize)
+            rows = rows if options["compression"] is not None else data.shape[1]
+        rows = max(1, min(int(rows), int(data.shape[1])))
+        options["rowsperstrip"] = rows
+        chunks = _strips(data, layout, rows, options)
+    tifffile.imwrite(path, chunks, shape=shape, dtype=dtype, **common, **options)
 
 
 # --------------------------------------------------------------------------- COG
@@ -200,31 +297,41 @@ def cog_levels(shape: tuple[int, int], tile: int) -> list[tuple[int, int]]:
 
 
 def _level(
-    data: np.ndarray, layout: str, tile: int, extratags: Sequence[tuple], bigtiff: bool, main: bool
-) -> tuple[bytes, tifffile.TiffPage, tifffile.TiffFile]:
-    """One resolution level encoded by tifffile in memory: (its bytes, its page)."""
-    array, planar, axes = _stored(data, layout)
-    buf = io.BytesIO()
+    data: Any,
+    layout: str,
+    tile: int,
+    extratags: Sequence[tuple],
+    bigtiff: bool,
+    step: int,
+    fh: BinaryIO,
+) -> tifffile.TiffFile:
+    """One resolution level (every ``step``-th pixel) encoded by tifffile into ``fh``."""
+    planar, axes = _planar(layout)
+    main = step == 1
+    bands, h, w = data.shape
+    shape = _stored_shape((bands, -(-h // step), -(-w // step)), layout)
     form = TiffForm(tile=(tile, tile), compression="ADOBE_DEFLATE", predictor=2)
     tifffile.imwrite(
-        buf,
-        array,
+        fh,
+        _tiles(data, layout, (tile, tile), step),
+        shape=shape,
+        dtype=np.dtype(data.dtype),
         photometric="minisblack",
         planarconfig=planar,
         metadata={"axes": axes} if main else None,
         extratags=list(extratags) if main else [],
         subfiletype=0 if main else 1,
         bigtiff=bigtiff,
-        **_options(form, data.dtype),
+        **_options(form, np.dtype(data.dtype)),
     )
-    raw = buf.getvalue()
-    tif = tifffile.TiffFile(io.BytesIO(raw))
-    return raw, tif.pages.first, tif
+    fh.flush()
+    fh.seek(0)
+    return tifffile.TiffFile(fh)
 
 
 def write_cog(
     path: Path,
-    data: np.ndarray,
+    data: Any,
     *,
     layout: str,
     extratags: Sequence[tuple] = (),
@@ -236,13 +343,17 @@ def write_cog(
     Tiled (``tile`` x ``tile``), deflate with horizontal-differencing predictor,
     internal overviews made by decimation (every second pixel: no value is invented or
     mixed with nodata) down to one tile, IFDs before data, data smallest overview first.
+    Each level is encoded tile by tile into a temporary file beside ``path`` (removed
+    at the end) and the levels are then copied into place tile by tile: memory holds a tile (a tile
+    row of one band for ``BHW``), whatever the cube's size.
 
     Parameters
     ----------
     path : pathlib.Path
         Output file.
-    data : numpy.ndarray
-        ``(bands, H, W)``.
+    data : numpy.ndarray or array-like
+        ``(bands, H, W)``; or anything with ``shape``, ``dtype`` and ``[bands, rows,
+        cols]`` slicing (a :class:`ras2s.io.CubeSource`, a memory map).
     layout : {"HWB", "BHW"}
         Planar configuration, as in :func:`write_tiff`.
     extratags : sequence of tuple
@@ -254,24 +365,26 @@ def write_cog(
     """
     h, w = data.shape[1:]
     tile = tile or (512 if max(h, w) >= 1024 else 256)
-    pages = []
-    keep = []  # the in-memory files stay open while their pages are read
-    for i, _ in enumerate(cog_levels((h, w), tile)):
-        step = 2**i
-        raw, page, tif = _level(
-            data[:, ::step, ::step], layout, tile, extratags, bigtiff, main=i == 0
-        )
-        pages.append((raw, page))
-        keep.append(tif)
-    try:
+    with contextlib.ExitStack() as stack:
+        pages = []
+        for i, _ in enumerate(cog_levels((h, w), tile)):
+            fh = stack.enter_context(
+                tempfile.NamedTemporaryFile(dir=Path(path).parent, prefix=".ras2s-", suffix=".cog")
+            )
+            tif = stack.enter_context(
+                _level(data, layout, tile, extratags, bigtiff, step=2**i, fh=fh)
+            )
+            pages.append((fh, tif.pages.first))
         _assemble(path, pages, bigtiff)
-    finally:
-        for tif in keep:
-            tif.close()
 
 
-def _assemble(path: Path, pages: list[tuple[bytes, tifffile.TiffPage]], bigtiff: bool) -> None:
-    """Write ``pages`` (full resolution first) in COG order to ``path``."""
+def _read(fh: BinaryIO, offset: int, size: int) -> bytes:
+    fh.seek(offset)
+    return fh.read(size)
+
+
+def _assemble(path: Path, pages: list[tuple[BinaryIO, tifffile.TiffPage]], bigtiff: bool) -> None:
+    """Write ``pages`` (full resolution first, each in its own file) in COG order to ``path``."""
     bo = "<"
     entry, count_fmt, next_fmt, inline = (20, "Q", "Q", 8) if bigtiff else (12, "H", "I", 4)
     offset_type = 16 if bigtiff else 4  # LONG8 / LONG
@@ -281,16 +394,17 @@ def _assemble(path: Path, pages: list[tuple[bytes, tifffile.TiffPage]], bigtiff:
 
     # each IFD's tags as (code, type, count, raw value bytes); tile offsets filled later
     ifds = []
-    for raw, page in pages:
+    for fh, page in pages:
         tags = []
         for tag in sorted(page.tags.values(), key=lambda t: t.code):
             if tag.code in (_TILE_OFFSETS, _TILE_BYTECOUNTS):
                 tags.append((tag.code, offset_type, len(page.dataoffsets), b""))
                 continue
             size = tag.count * struct.calcsize(bo + tifffile.TIFF.DATA_FORMATS[tag.dtype])
-            tags.append((tag.code, int(tag.dtype), tag.count, raw[tag.valueoffset :][:size]))
-        tiles = [raw[o : o + n] for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)]
-        ifds.append((tags, tiles))
+            value = _read(fh, tag.valueoffset, size)
+            tags.append((tag.code, int(tag.dtype), tag.count, value))
+        tiles = list(zip(page.dataoffsets, page.databytecounts, strict=True))
+        ifds.append((fh, tags, tiles))
 
     def out_of_line(tags: list) -> int:
         item = 8 if bigtiff else 4
@@ -304,25 +418,25 @@ def _assemble(path: Path, pages: list[tuple[bytes, tifffile.TiffPage]], bigtiff:
     pos = header + len(ghost)
     pos += pos & 1
     ifd_pos = []
-    for tags, _tiles in ifds:
+    for _fh, tags, _tiles in ifds:
         ifd_pos.append(pos)
         pos += struct.calcsize(bo + count_fmt) + entry * len(tags) + struct.calcsize(bo + next_fmt)
         pos += out_of_line(tags)
         pos += pos & 1
     tile_offsets: list[list[int]] = [[] for _ in ifds]
     for i in reversed(range(len(ifds))):  # smallest overview first, full resolution last
-        for t in ifds[i][1]:
+        for _offset, count in ifds[i][2]:
             tile_offsets[i].append(pos + 4)  # after the 4-byte leader
-            pos += 4 + len(t) + min(4, len(t))
+            pos += 4 + count + min(4, count)
 
-    with open(path, "wb") as fh:
+    with open(path, "wb") as out:
         if bigtiff:
-            fh.write(b"II" + struct.pack(bo + "HHHQ", 43, 8, 0, ifd_pos[0]))
+            out.write(b"II" + struct.pack(bo + "HHHQ", 43, 8, 0, ifd_pos[0]))
         else:
-            fh.write(b"II" + struct.pack(bo + "HI", 42, ifd_pos[0]))
-        fh.write(ghost)
-        for i, (tags, tiles) in enumerate(ifds):
-            _pad_to(fh, ifd_pos[i])
+            out.write(b"II" + struct.pack(bo + "HI", 42, ifd_pos[0]))
+        out.write(ghost)
+        for i, (_fh, tags, tiles) in enumerate(ifds):
+            _pad_to(out, ifd_pos[i])
             nxt = ifd_pos[i + 1] if i + 1 < len(ifds) else 0
             values_at = ifd_pos[i] + struct.calcsize(bo + count_fmt) + entry * len(tags)
             values_at += struct.calcsize(bo + next_fmt)
@@ -333,7 +447,7 @@ def _assemble(path: Path, pages: list[tuple[bytes, tifffile.TiffPage]], bigtiff:
                     value = struct.pack(f"{bo}{count}{'Q' if bigtiff else 'I'}", *tile_offsets[i])
                 elif code == _TILE_BYTECOUNTS:
                     value = struct.pack(
-                        f"{bo}{count}{'Q' if bigtiff else 'I'}", *(len(t) for t in tiles)
+                        f"{bo}{count}{'Q' if bigtiff else 'I'}", *(n for _o, n in tiles)
                     )
                 if len(value) > inline:
                     field = struct.pack(bo + ("Q" if bigtiff else "I"), values_at)
@@ -344,15 +458,16 @@ def _assemble(path: Path, pages: list[tuple[bytes, tifffile.TiffPage]], bigtiff:
                 fmt = bo + ("HHQ" if bigtiff else "HHI")
                 head.append(struct.pack(fmt, code, dtype, count) + field)
             head.append(struct.pack(bo + next_fmt, nxt))
-            fh.write(b"".join(head) + b"".join(values))
+            out.write(b"".join(head) + b"".join(values))
         for i in reversed(range(len(ifds))):
-            tiles = ifds[i][1]
-            _pad_to(fh, tile_offsets[i][0] - 4)
-            for t in tiles:
-                fh.write(struct.pack(bo + "I", len(t)) + t + t[-4:])
+            fh, _tags, tiles = ifds[i]
+            _pad_to(out, tile_offsets[i][0] - 4)
+            for offset, count in tiles:
+                t = _read(fh, offset, count)
+                out.write(struct.pack(bo + "I", len(t)) + t + t[-4:])
 
 
-def _pad_to(fh: io.BufferedWriter, pos: int) -> None:
+def _pad_to(fh: BinaryIO, pos: int) -> None:
     here = fh.tell()
     if here > pos:  # pragma: no cover - a layout error, never user input
         raise RuntimeError(f"COG layout: at byte {here}, past {pos}")

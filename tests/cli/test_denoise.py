@@ -230,14 +230,12 @@ def test_unknown_weights(runner, tmp_path, cube):
 
 
 def test_interrupted_write_leaves_nothing(runner, tmp_path, cube, tiny_weights, monkeypatch):
-    import ras2s.io as io_module
-
     write_cube(tmp_path / "s.mat", cube)
 
     def explode(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(io_module.scipy.io, "savemat", explode)
+    monkeypatch.setattr(scipy.io, "savemat", explode)
     result = runner.invoke(
         main, ["denoise", str(tmp_path / "s.mat"), "--weights", str(tiny_weights)]
     )
