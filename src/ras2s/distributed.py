@@ -281,7 +281,10 @@ def denoise_on_cluster(
 
     if isinstance(address, int) and settings.threads is None:
         settings = dataclasses.replace(settings, threads=1)
-    settings = dataclasses.replace(settings, progress=False)
+    fixed: dict[str, Any] = {"progress": False}
+    if "tile_workers" in {f.name for f in dataclasses.fields(settings)}:
+        fixed["tile_workers"] = 1  # the dask worker is the unit of parallelism: no pool in it
+    settings = dataclasses.replace(settings, **fixed)
     cwd = os.getcwd()
     with cluster_client(address) as client:
         if not client.scheduler_info().get("workers"):

@@ -146,7 +146,8 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
     metavar="ADDRESS|local:N",
     default=None,
     help="Spread the files over a dask.distributed cluster instead: a scheduler address "
-    "(tcp://host:8786) or local:N (N worker processes, 1 thread each). The workers write "
+    "(tcp://host:8786), its scheduler file (.json), or local:N (N worker processes, 1 "
+    "thread each). The workers write "
     "the outputs, so their paths must be storage every worker sees (docs/scale.md). "
     "Needs ras2s[scale]; not with --workers.",
 )
