@@ -13,12 +13,14 @@ runs 20,000 per format).
 What these loops found, each fixed and kept as a regression seed below: a segmentation
 fault in scipy's MAT v5 reader (an element of type 0), 1.7 GB allocated for a 700-byte
 MAT v4 header and 660 MB for an .npy header length field, and a TIFF whose directory
-chain looped kept tifffile busy for minutes.
+chain looped kept tifffile busy for minutes. Zarr stores (folders of JSON and chunk
+files) are damaged by hand, one way of lying each.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import random
 import tracemalloc
@@ -125,3 +127,45 @@ def test_the_cases_that_broke_a_reader_are_refused(tmp_path, fmt, case):
     finally:
         tracemalloc.stop()
     assert outcome.kind == "refused", outcome
+
+
+# a zarr store is a folder of small files: hostile stores made by hand, one per way of
+# lying (the loop above mutates single files; a store's metadata is JSON)
+def _zarr_json(path: Path, **changes) -> None:
+    meta = json.loads(path.read_text())
+    meta.update(changes)
+    path.write_text(json.dumps(meta))
+
+
+ZARR_DAMAGE = {
+    "truncated chunk": lambda d, c: c.write_bytes(c.read_bytes()[: len(c.read_bytes()) // 2]),
+    "missing chunk": lambda d, c: c.unlink(),
+    "chunk is a folder": lambda d, c: (c.unlink(), c.mkdir()),
+    "shape grown": lambda d, c: _zarr_json(d / "zarr.json", shape=[4, 5, 4_000_000]),
+    "shape negative": lambda d, c: _zarr_json(d / "zarr.json", shape=[-4, 5, 6]),
+    "4-D": lambda d, c: _zarr_json(d / "zarr.json", shape=[1, 4, 5, 6]),
+    "chunks grown": lambda d, c: _zarr_json(
+        d / "zarr.json",
+        chunk_grid={"name": "regular", "configuration": {"chunk_shape": [4, 5, 6_000_000]}},
+    ),
+    "unknown dtype": lambda d, c: _zarr_json(d / "zarr.json", data_type="float128x"),
+    "broken array json": lambda d, c: (d / "zarr.json").write_text('{"zarr_format": 3, "no'),
+    "broken group json": lambda d, c: (d.parent / "zarr.json").write_text("\x00" * 40),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(ZARR_DAMAGE))
+def test_a_hostile_zarr_store_is_refused_in_one_line(tmp_path, damage):
+    pytest.importorskip("zarr")
+    store = write_cube(tmp_path / "c.zarr", _cube())
+    read_outcome(store, bound=2**30)  # zarr's first read imports and starts its machinery
+    array = store / "data"
+    chunk = next(p for p in array.rglob("*") if p.is_file() and p.name != "zarr.json")
+    ZARR_DAMAGE[damage](array, chunk)
+    size = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+    tracemalloc.start()
+    try:
+        outcome = read_outcome(store, bound=4 * size + 2**20)
+    finally:
+        tracemalloc.stop()
+    assert outcome.kind == "refused" and "c.zarr" in outcome.detail, outcome

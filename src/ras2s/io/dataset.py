@@ -130,9 +130,13 @@ class CubeSource:
     --------
     >>> with open_cube("scene.hdr") as src:  # doctest: +SKIP
     ...     block = src.read((slice(0, 256), slice(0, 256)))  # (bands, 256, 256)
+
+    A source pickles as the arguments that opened it (an unpickled copy, on a dask
+    worker say, opens the file again).
     """
 
     ndim = 3
+    _opened_with: tuple = ()
 
     def __init__(self, path: Path, opened: Opened, layout: str) -> None:
         self._array = opened.array
@@ -220,6 +224,9 @@ class CubeSource:
             shape=self.shape,
             dtype=self.dtype,
         )
+
+    def __reduce__(self) -> tuple:
+        return _reopen, self._opened_with
 
     def close(self) -> None:
         """Release the file (a closed source cannot be read)."""
@@ -309,7 +316,13 @@ def open_cube(
     except BaseException:
         opened.array.close()
         raise
-    return CubeSource(p, opened, stored)
+    source = CubeSource(p, opened, stored)
+    source._opened_with = (str(p), key, override, max_bytes)
+    return source
+
+
+def _reopen(path: str, key: str | None, layout: str | None, max_bytes: int | None) -> CubeSource:
+    return open_cube(path, key=key, layout=layout, max_bytes=max_bytes)
 
 
 def read_cube(

@@ -4,12 +4,15 @@ Reading: a store holding one array, or a group whose 3-D numeric arrays follow t
 ``--key`` rule of ``.h5`` (``--key group/name``). The layout comes from the array's
 dimension names (zarr v3 ``dimension_names``, or xarray's ``_ARRAY_DIMENSIONS``
 attribute) when the first or last one names bands (``band``, ``bands``,
-``wavelength``), else from the layout rule. Writing: a group holding one array named
-``key`` (default ``data``), bands first, chunks of ``(min(bands, 64), 256, 256)``,
-zarr's default compression, every chunk stored, dimension names ``(band, y, x)`` so
-that ``xarray.open_zarr`` reads it, and attributes carrying what ras2s keeps of its
-input: ``wavelength``, ``wavelength_units``, ``fwhm``, ``band_names``, ``bbl`` and
-``nodata``. The store is written in a temporary folder and put in place whole.
+``wavelength``), else from the layout rule. A store missing chunks is refused, as a
+sparse HDF5 dataset is: a truncated copy would read as fill values.
+
+Writing: a group holding one array named ``key`` (default ``data``), bands first,
+chunks of ``(min(bands, 64), 256, 256)``, zarr's default compression, every chunk
+stored, dimension names ``(band, y, x)`` so that ``xarray.open_zarr`` reads it, and
+attributes carrying what ras2s keeps of its input: ``wavelength``,
+``wavelength_units``, ``fwhm``, ``band_names``, ``bbl`` and ``nodata``. The store is
+written in a temporary folder and put in place whole.
 
 Needs the ``scale`` extra (``pip install 'ras2s[scale]'``); zarr 2 and 3 both work.
 """
@@ -17,14 +20,14 @@ Needs the ``scale`` extra (``pip install 'ras2s[scale]'``); zarr 2 and 3 both wo
 from __future__ import annotations
 
 import math
-import warnings
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ras2s.errors import InputError, OutputError
 
-from .base import ZARR_MISSING, Entry, Opened, gib, select
+from .base import ZARR_MISSING, Entry, Opened, select
 
 BAND_NAMES = {"band", "bands", "wavelength"}
 #: chunk height and width of zarr outputs; bands per chunk at most
@@ -65,9 +68,28 @@ def _dimension_names(array) -> tuple | None:
     return tuple(str(n).lower() for n in names) if names else None
 
 
-def _initialized(array) -> int:
-    n = array.nchunks_initialized
-    return int(n() if callable(n) else n)
+_METADATA = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+
+
+def _chunk_counts(store: Path, name: str | None, array) -> tuple[int, int]:
+    """``(stored, declared)`` chunk files (shards when sharded) of an array of a folder store.
+
+    Stored ones are counted by listing the array's folder (what is on the disk, never
+    more: asking zarr walks every declared chunk, which a hostile shape makes millions).
+    """
+    block = getattr(array, "shards", None) or array.chunks
+    grid = zip(array.shape, block, strict=True)
+    declared = math.prod(-(-int(s) // max(1, int(c))) for s, c in grid)
+    folder = store / name if name else store
+    stored = 0
+    for _root, dirs, files in os.walk(folder):
+        if _root != str(folder) and any(f in _METADATA for f in files):
+            dirs.clear()  # a node inside (a zarr 2 group's array): not this array's chunks
+            continue
+        stored += sum(1 for f in files if f not in _METADATA)
+        if stored > declared:
+            break
+    return stored, declared
 
 
 class ZarrArray:
@@ -105,18 +127,12 @@ def open_zarr(path: Path, key: str | None, max_bytes: int | None) -> Opened:
         name, array = None, node
     shape = tuple(array.shape)
     if len(shape) == 3 and min(shape) > 0:
-        stored, total = _initialized(array), math.prod(array.cdata_shape)
-        if stored == 0:
+        stored, total = _chunk_counts(path, name, array)
+        if stored < total:  # a truncated copy, or metadata declaring more than is stored
             raise InputError(
-                f"{path}: array {name or '/'!r} declares {shape} {array.dtype} "
-                f"({gib(math.prod(shape) * np.dtype(array.dtype).itemsize)}), but none of its "
-                f"{total} chunks is stored; the store is incomplete"
-            )
-        if stored < total:
-            warnings.warn(
-                f"{path}: {total - stored} of the {total} chunks of {name or '/'!r} are not "
-                f"stored; they read as the fill value {array.fill_value}",
-                stacklevel=3,
+                f"{path}: array {name or '/'!r} declares {shape} {array.dtype}, but only "
+                f"{stored} of its {total} chunks are stored; the store is incomplete (sparse: "
+                "ras2s reads stores with every chunk written, zarr's write_empty_chunks=True)"
             )
     meta = {**dict(array.attrs), "chunks": tuple(int(c) for c in array.chunks)}
     dims = _dimension_names(array)
