@@ -529,7 +529,7 @@ def test_reading_a_large_npy_window_by_window_keeps_memory_to_a_window(tmp_path)
     assert got["total"] == expected
     size = path.stat().st_size
     grown = got["peak"] - got["start"]
-    assert grown < size / 5, f"peak RSS grew by {grown:,} bytes reading a {size:,}-byte file"
+    assert grown < size / 8, f"peak RSS grew by {grown:,} bytes reading a {size:,}-byte file"
     assert (tmp_path / "out.npy").read_bytes() == path.read_bytes()
 
 

@@ -239,7 +239,7 @@ def write_tiff(
     data : numpy.ndarray or array-like
         ``(bands, H, W)``, any dtype tifffile writes. Anything else with ``shape``,
         ``dtype`` and ``[bands, rows, cols]`` slicing (a :class:`ras2s.io.CubeSource`, a
-        memory map) is streamed: read a tile, or a block of strips, at a time.
+        raw array) is streamed: read a tile, or a block of strips, at a time.
     layout : {"HWB", "BHW"}
         ``HWB``: pixel interleaved (planar config contig); ``BHW``: band sequential
         (planar config separate).
@@ -275,7 +275,9 @@ def write_tiff(
         rows = max(1, min(int(rows), int(data.shape[1])))
         options["rowsperstrip"] = rows
         chunks = _strips(data, layout, rows, options)
-    tifffile.imwrite(path, chunks, shape=shape, dtype=dtype, **common, **options)
+    tifffile.imwrite(
+        path, chunks, shape=shape, dtype=dtype, buffersize=_BLOCK, **common, **options
+    )
 
 
 # --------------------------------------------------------------------------- COG
@@ -322,6 +324,7 @@ def _level(
         extratags=list(extratags) if main else [],
         subfiletype=0 if main else 1,
         bigtiff=bigtiff,
+        buffersize=_BLOCK,
         **_options(form, np.dtype(data.dtype)),
     )
     fh.flush()
@@ -353,7 +356,7 @@ def write_cog(
         Output file.
     data : numpy.ndarray or array-like
         ``(bands, H, W)``; or anything with ``shape``, ``dtype`` and ``[bands, rows,
-        cols]`` slicing (a :class:`ras2s.io.CubeSource`, a memory map).
+        cols]`` slicing (a :class:`ras2s.io.CubeSource`, a raw array).
     layout : {"HWB", "BHW"}
         Planar configuration, as in :func:`write_tiff`.
     extratags : sequence of tuple

@@ -204,12 +204,14 @@ class CubeSource:
             return np.empty(tuple(_extent(k) for k in key), self.dtype)
         stored = tuple(key[i] for i in FROM_BHW[self.layout])
         with _reading(self.path, self.format):
+            if hasattr(self._array, "take"):  # a raw array: read, transposed, converted
+                return self._array.take(stored, self._axes, self.dtype)
             part = self._array[stored].transpose(self._axes)
             fresh = getattr(self._array, "fresh", False)  # a new array, not a view
             if fresh and part.flags.c_contiguous and part.dtype.isnative:
                 return part
             out = part.astype(self.dtype, order="C", copy=True)
-            del part  # drops a memory map with it
+            del part
         return out if type(out) is np.ndarray else out.view(np.ndarray)
 
     def cube_file(self, data: np.ndarray | None = None) -> CubeFile:
@@ -512,6 +514,13 @@ class CubeSink:
         except BaseException as exc:
             self._abandon(exc)
 
+    def _write_all(self, data: np.ndarray) -> None:
+        """The whole cube at once (write_cube): a buffered writer keeps ``data`` uncopied."""
+        if isinstance(self._writer, Buffered) and data.shape == self.shape:
+            self._writer.data = data  # write_cube commits at once: nothing can change it
+        else:
+            self.write(None, data)
+
     def commit(self) -> Path:
         """Complete the output and publish it under its final name, atomically.
 
@@ -749,7 +758,7 @@ def write_cube(
     with create_cube(
         p, data.shape, data.dtype, like=like, key=key, layout=layout, force=force, cog=cog
     ) as sink:
-        sink.write(None, data)
+        sink._write_all(data)
     return p
 
 

@@ -1,4 +1,4 @@
-"""ENVI: a text header ``.hdr`` and a raw data file, windowed through a memory map.
+"""ENVI: a text header ``.hdr`` and a raw data file, read and written window by window.
 
 The header's ``interleave`` says the layout: bsq = BHW, bip = HWB, bil = rows x bands x
 cols (reported as ``HBW``). An output keeps its ENVI input's header (wavelength, fwhm,
@@ -19,7 +19,7 @@ from ras2s.errors import InputError
 from .base import Opened
 from .checks import check_declared, check_regular
 from .layout import from_bhw, stored_key, stored_shape
-from .memmap import MappedArray, raw_file
+from .raw import RawArray, raw_file
 
 _ENVI_INTERLEAVE = {"bsq": "BHW", "bil": "HBW", "bip": "HWB"}
 _ENVI_STRUCTURAL = {
@@ -57,7 +57,7 @@ def open_envi(path: Path, key: str | None, max_bytes: int | None) -> Opened:
     have = data_file.stat().st_size - int(img.offset)
     shape = (img.nrows, img.ncols, img.nbands)
     check_declared(path, shape, np.dtype(img.dtype), have, "the header")
-    array = MappedArray(data_file, int(img.offset), stored, np.dtype(img.dtype))
+    array = RawArray(data_file, int(img.offset), stored, np.dtype(img.dtype))
     meta = dict(img.metadata)
     meta["data file"] = str(img.filename)
     wkt = meta.get("coordinate system string")
@@ -115,4 +115,4 @@ class EnviWriter:
         """Nothing left to do: header and data are on the disk."""
 
     def close(self) -> None:
-        """Nothing to release (each write maps and unmaps)."""
+        """Nothing to release (the file is open only during a write)."""

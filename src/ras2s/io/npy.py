@@ -1,4 +1,4 @@
-"""NumPy ``.npy`` (windowed, through a memory map) and ``.npz`` (whole file).
+"""NumPy ``.npy`` (window by window, :mod:`ras2s.io.raw`) and ``.npz`` (whole file).
 
 Neither has a layout convention: the layout rule's rule 4 decides (or ``--layout``).
 An ``.npy`` header is read and checked (length, declared size against the file) before
@@ -18,13 +18,13 @@ from ras2s.errors import InputError
 from .base import Entry, InMemory, Opened, head, is_real_numeric, nbytes_of, select, whole_file
 from .checks import check_declared, npy_header
 from .layout import from_bhw, stored_key, stored_shape
-from .memmap import MappedArray, reserve
+from .raw import RawArray, reserve
 
 _PICKLED = "holds pickled objects, not a numeric array; a cube must hold real integers or floats"
 
 
 def open_npy(path: Path, key: str | None, max_bytes: int | None) -> Opened:
-    """An ``.npy`` file as a :class:`MappedArray` (windowed)."""
+    """An ``.npy`` file as a :class:`~ras2s.io.raw.RawArray` (windowed)."""
     start = head(path, 6)
     if start.startswith(b"PK"):
         raise InputError(f"{path}: is an .npz archive, not an .npy array; rename it to .npz")
@@ -37,7 +37,7 @@ def open_npy(path: Path, key: str | None, max_bytes: int | None) -> Opened:
     if dtype.hasobject:
         raise InputError(f"{path}: {_PICKLED}")
     check_declared(path, shape, dtype, size - offset, "its header")
-    array = MappedArray(path, offset, shape, dtype, order="F" if fortran else "C")
+    array = RawArray(path, offset, shape, dtype, order="F" if fortran else "C")
     return Opened(array, "npy", None, {})
 
 
@@ -75,10 +75,10 @@ def npz_entries(path: Path) -> dict[str, Entry]:
 
 
 class NpyWriter:
-    """An ``.npy`` output written window by window through a memory map.
+    """An ``.npy`` output written window by window.
 
-    The header is written and the whole file reserved on creation; each
-    :meth:`write` maps the file, assigns the block in the stored layout and unmaps.
+    The header is written (by numpy) and the whole file reserved on creation; each
+    :meth:`write` writes the block in the stored layout at its offsets.
     """
 
     windowed = True
@@ -90,7 +90,7 @@ class NpyWriter:
         offset = mm.offset
         del mm
         reserve(tmp, offset + nbytes_of(shape, plan.dtype))
-        self.array = MappedArray(tmp, offset, shape, plan.dtype)
+        self.array = RawArray(tmp, offset, shape, plan.dtype)
 
     def write(self, key: tuple, block: np.ndarray) -> None:
         """Write a bands-first ``block`` at the bands-first ``key`` (three slices)."""
@@ -100,7 +100,7 @@ class NpyWriter:
         """Nothing left to do: header and data are on the disk."""
 
     def close(self) -> None:
-        """Nothing to release (each write maps and unmaps)."""
+        """Nothing to release (the file is open only during a write)."""
 
 
 def write_npz(tmp: Path, data: np.ndarray, key: str, layout: str, like: object) -> None:

@@ -1,15 +1,17 @@
 """TIFF through tifffile: windowed reads, outputs that keep their input's form.
 
 Reading: the first series; its axes say the layout (``...YX`` = bands first, ``YX...``
-= bands last). An uncompressed series stored in one piece is read through a memory
-map; a tiled or compressed one through tifffile's zarr store (only the tiles or strips
-a window touches are decoded); what neither can window (zarr not installed, an exotic
-series) is read whole. Writing: one page with every band, pixel interleaved (``HWB``)
-or band sequential (``BHW``), in the TIFF input's form (:mod:`ras2s.tiffform`) with
-its GeoTIFF and GDAL tags. An uncompressed striped output is filled in place through a
-memory map; a tiled or compressed one (or a COG) is filled in an uncompressed scratch
-file beside it and encoded from there, tile by tile or strip block by strip block, at
-commit.
+= bands last). An uncompressed series stored in one piece is read by offset
+(:mod:`ras2s.io.raw`); a tiled or compressed one through tifffile's zarr store (only
+the tiles or strips a window touches are decoded); what neither can window (zarr not
+installed, an exotic series) is read whole.
+
+Writing: one page with every band, pixel interleaved (``HWB``) or band sequential
+(``BHW``), in the TIFF input's form (:mod:`ras2s.tiffform`) with its GeoTIFF and GDAL
+tags. An uncompressed striped output is written empty by tifffile, then filled in
+place; a tiled or compressed one (or a COG) is filled in an uncompressed scratch file
+beside it (in the output's layout) and encoded from there, tile by tile or strip block
+by strip block, at commit.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .atomic import scratch_file
 from .base import GEOTIFF_TAGS, InMemory, Opened, is_real_numeric, nbytes_of, whole_file
 from .checks import check_declared
 from .layout import from_bhw, stored_key, stored_shape
-from .memmap import MappedArray, raw_file, reserve
+from .raw import BandsFirst, RawArray, raw_file, reserve
 
 
 @contextlib.contextmanager
@@ -133,7 +135,7 @@ def _open_tiff(path: Path, tif: tifffile.TiffFile, max_bytes: int | None) -> Ope
     cube = len(shape) == 3 and min(shape) > 0 and is_real_numeric(dtype)
     if cube and uncompressed and series.dataoffset is not None:
         stored = np.dtype(tif.byteorder + dtype.char)
-        array = MappedArray(path, series.dataoffset, shape, stored)
+        array = RawArray(path, series.dataoffset, shape, stored)
         tif.close()
         return Opened(array, "tiff", None, meta, layout=layout)
     z = _zarr_of(tif) if cube else None
@@ -183,12 +185,13 @@ class TiffWriter:
         form = self.form or TiffForm()
         if not self.cog and form.compression == "NONE" and form.tile is None:
             self.array = self._in_place(plan, form)
-        else:  # bands first, raw: encoded into the TIFF at commit
+        else:  # raw, in the output's layout: encoded into the TIFF at commit
             self.scratch = scratch_file(tmp.parent)
-            self.array = raw_file(self.scratch, tuple(plan.shape), np.dtype(plan.dtype))
+            shape = stored_shape(plan.shape, self.layout)
+            self.array = raw_file(self.scratch, shape, np.dtype(plan.dtype))
 
-    def _in_place(self, plan, form: TiffForm) -> MappedArray:
-        """An uncompressed striped TIFF written empty, then filled through a memory map."""
+    def _in_place(self, plan, form: TiffForm) -> RawArray:
+        """An uncompressed striped TIFF written empty by tifffile, then filled in place."""
         planar, axes = _planar(self.layout)
         shape = stored_shape(plan.shape, self.layout)
         offset, _ = tifffile.imwrite(
@@ -204,23 +207,21 @@ class TiffWriter:
             **_options(form, np.dtype(plan.dtype)),
         )
         reserve(self.tmp, offset + nbytes_of(shape, plan.dtype))
-        return MappedArray(self.tmp, offset, shape, plan.dtype)
+        return RawArray(self.tmp, offset, shape, plan.dtype)
 
     def write(self, key: tuple, block: np.ndarray) -> None:
         """Write a bands-first ``block`` at the bands-first ``key`` (three slices)."""
-        if self.scratch is None:
-            self.array.write(stored_key(key, self.layout), from_bhw(block, self.layout))
-        else:
-            self.array.write(key, block)
+        self.array.write(stored_key(key, self.layout), from_bhw(block, self.layout))
 
     def finish(self) -> None:
         """Encode the scratch into the TIFF (tiled, compressed or COG); else nothing."""
         if self.scratch is None:
             return
+        cube = BandsFirst(self.array, self.layout)
         if self.cog:
             write_cog(
                 self.tmp,
-                self.array,
+                cube,
                 layout=self.layout,
                 extratags=self.extratags,
                 bigtiff=self.bigtiff,
@@ -228,7 +229,7 @@ class TiffWriter:
         else:
             write_tiff(
                 self.tmp,
-                self.array,
+                cube,
                 layout=self.layout,
                 form=self.form,
                 extratags=self.extratags,
