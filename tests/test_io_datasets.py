@@ -382,6 +382,9 @@ def test_zarr_round_trip_keeps_the_metadata(tmp_path):
     assert got.metadata["wavelength"] == [400.0 + 10 * i for i in range(6)]
     assert got.metadata["chunks"] == (6, 40, 40)
     assert cube_nodata(got) == 0.0 and bad_bands(got) == [1]
+    back = read_cube(write_cube(tmp_path / "back.hdr", data, like=got))  # zarr -> ENVI
+    assert [float(w) for w in back.metadata["wavelength"]] == got.metadata["wavelength"]
+    assert cube_nodata(back) == 0.0 and bad_bands(back) == [1]
     meta = json.loads((out / "data" / "zarr.json").read_text())
     assert meta["dimension_names"] == ["band", "y", "x"]
     # zarr -> zarr keeps the attributes; NaN nodata survives as text

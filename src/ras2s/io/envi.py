@@ -42,6 +42,21 @@ _ENVI_PER_BAND = {
 }
 
 
+#: ENVI header field -> the zarr attribute that carries it (ras2s.io.zarr)
+_FROM_ZARR = {
+    "wavelength units": "wavelength_units",
+    "wavelength": "wavelength",
+    "fwhm": "fwhm",
+    "band names": "band_names",
+    "bbl": "bbl",
+    "data ignore value": "nodata",
+}
+
+
+def _per_band(value: object, bands: int) -> bool:
+    return isinstance(value, list) and len(value) == bands
+
+
 def open_envi(path: Path, key: str | None, max_bytes: int | None) -> Opened:
     """An ENVI header and its data file, windowed."""
     img = envi.open(str(path))
@@ -68,7 +83,7 @@ def open_envi(path: Path, key: str | None, max_bytes: int | None) -> Opened:
 
 
 def header(plan) -> dict:
-    """The header of an output: the input's (same format), then the structure.
+    """The header of an output: the input's (ENVI, or a zarr's attributes), then the structure.
 
     Built in the order spectral's ``save_image`` builds it, so that the header reads
     as before: kept fields first, then offset, size, data type, interleave, byte order.
@@ -85,6 +100,11 @@ def header(plan) -> dict:
         if isinstance(wkt, str) and not wkt.startswith("{"):
             # spectral writes a list joined by " , " with its commas replaced: keep the WKT
             meta["coordinate system string"] = "{" + wkt + "}"
+    elif like is not None and like.format == "zarr":  # what ras2s keeps in zarr attributes
+        for field, attr in _FROM_ZARR.items():
+            value = like.metadata.get(attr)
+            if value is not None and (field not in _ENVI_PER_BAND or _per_band(value, bands)):
+                meta[field] = value
     meta["header offset"] = 0
     meta["lines"] = rows
     meta["samples"] = cols

@@ -143,10 +143,12 @@ def open_zarr(path: Path, key: str | None, max_bytes: int | None) -> Opened:
 
 
 def _number(text: object) -> object:
+    """A header value as a number where it is one (``"1"`` -> 1, ``"400.5"`` -> 400.5)."""
     try:
-        return float(str(text).strip())
+        value = float(str(text).strip())
     except ValueError:
         return str(text)
+    return int(value) if value.is_integer() and "." not in str(text) else value
 
 
 def attributes(plan) -> dict:
