@@ -334,12 +334,14 @@ def test_a_sink_checks_blocks_and_refuses_what_write_cube_refuses(tmp_path):
         with pytest.raises(ValueError, match="dtype float64 for an output of dtype float32"):
             sink.write(None, np.zeros((2, 4, 4)))
         sink.write(None, np.ones((2, 4, 4), np.uint8))  # a safe cast is fine
-    assert read_cube(tmp_path / "x.npy", layout="BHW").data.sum() == 32
+        sink.write((slice(1, 3), slice(None)), np.full((1, 2, 4), 5, np.float32), bands=slice(1, 2))
+    got = read_cube(tmp_path / "x.npy", layout="BHW").data
+    assert got.sum() == 32 - 8 + 40 and (got[1, 1:3] == 5).all()
     with pytest.raises(OutputError, match="already exists"):
         create_cube(tmp_path / "x.npy", (2, 4, 4), np.float32)
 
 
-def test_budget_refuses_whole_file_formats_up_front(tmp_path):
+def test_budget_refuses_whole_file_formats_up_front(tmp_path, monkeypatch):
     data = _cube(np.uint8)
     scipy.io.savemat(tmp_path / "v5.mat", {"x": data.transpose(1, 2, 0)})
     write_cube(tmp_path / "bands", data)
@@ -358,6 +360,13 @@ def test_budget_refuses_whole_file_formats_up_front(tmp_path):
         assert f"memory budget of {budget:,} bytes" in text
         assert "MATLAB -v7.3, .npy, ENVI or .zarr" in text and "\n" not in text
     assert open_cube(tmp_path / "ok.npy", layout="BHW", max_bytes=10).windowed
+    _tiff(tmp_path / "t.tif", data, "BHW", compression="zlib")
+    assert open_cube(tmp_path / "t.tif", max_bytes=10).windowed  # through tifffile's zarr store
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "zarr", None)  # without zarr a compressed TIFF is read whole
+        with pytest.raises(InputError, match=r"t\.tif: this TIFF must be read whole"):
+            open_cube(tmp_path / "t.tif", max_bytes=budget)
+        assert not open_cube(tmp_path / "t.tif").windowed
     for name in ("out.npz", "out_png"):
         with pytest.raises(OutputError, match="written whole from memory.*window by window"):
             create_cube(tmp_path / name, data.shape, data.dtype, max_bytes=budget)
