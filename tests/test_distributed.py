@@ -104,9 +104,11 @@ def test_chunks_on_the_cluster_and_weights_loaded_once_per_worker(rng, tiny_weig
     with Client(cluster) as client:
         spread = out.compute()  # the active client runs it
         cached = client.run(lambda: sorted(ras2s.distributed._MODELS))
+        tuned = client.run(lambda: ras2s.distributed._MALLOC_TUNED)  # the nanny's env undone
     assert set(cached) == {w for w in cluster.scheduler_info["workers"]}
     assert all(len(keys) <= 1 for keys in cached.values()), cached  # one load per process
     assert sum(len(keys) for keys in cached.values()) >= 1
+    assert any(tuned.values())
     np.testing.assert_allclose(spread, here, rtol=0, atol=1e-6 * float(np.ptp(here)))
 
 

@@ -488,9 +488,11 @@ def _denoise_dask(
 def _denoise_block(block: np.ndarray, *, network: Any, settings: _Settings) -> np.ndarray:
     """One chunk with its halo: normalise, run the network (tiled), check, map back."""
     from .cube import denormalise
+    from .distributed import tune_malloc
     from .inference import band_overlap, plan_tiles
     from .tiling import run_band_windows, run_tiled
 
+    tune_malloc()  # under a dask nanny: glibc's mmap threshold back (2.4x)
     model = network.load() if isinstance(network, WeightsRef) else network
     if 0 in block.shape:  # dask probes functions with empty blocks
         return np.empty(block.shape, settings.dtype)
