@@ -628,3 +628,20 @@ def test_screenshots_are_made_offscreen(viewer, qtbot, tmp_path, tiny_weights):
         image = np.asarray(Image.open(path).convert("RGB"))
         assert image.shape[0] > 200 and image.shape[1] > 300
         assert image.std() > 10  # not a blank frame
+
+
+def test_closed_widgets_leave_the_viewer_alone(viewer, qtbot):
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    from ras2s.napari._assess import AssessWidget
+    from ras2s.napari._compare import CompareWidget
+
+    events = viewer.layers.events
+    before = [len(getattr(events, e).callbacks) for e in ("inserted", "removed", "moved")]
+    clicks = len(viewer.mouse_drag_callbacks)
+    for widget in (DenoiseWidget(viewer), CompareWidget(viewer), AssessWidget(viewer)):
+        widget.native.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    after = [len(getattr(events, e).callbacks) for e in ("inserted", "removed", "moved")]
+    assert after == before and len(viewer.mouse_drag_callbacks) == clicks
+    add_cube(viewer)  # no callback into a deleted widget

@@ -8,6 +8,7 @@ correlation with the image. The figures are computed in a thread worker.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 
 from ras2s.errors import Ras2sError
 
-from ._layers import DENOISE_KEY, cube_layers
+from ._layers import DENOISE_KEY, LAYER_EVENTS, cube_layers, disconnect_layer_events
 from ._plot import band_axis, legend, plot_canvas, style
 
 if TYPE_CHECKING:
@@ -57,8 +58,10 @@ class AssessWidget(Container):
         self.rows: list[dict[str, Any]] = []
         self.result: dict[str, Any] | None = None
         self.assess_button.changed.connect(self.run)
-        for event in ("inserted", "removed", "moved"):
+        for event in LAYER_EVENTS:
             getattr(viewer.layers.events, event).connect(self._layers_changed)
+        gone = partial(disconnect_layer_events, viewer, self._layers_changed)
+        self.native.destroyed.connect(gone)
         self._layers_changed()
 
     def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:

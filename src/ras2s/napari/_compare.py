@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 
-from ._layers import DENOISE_KEY, cube_layers, layer_like, residual, symmetric_limits
+from ._layers import (
+    DENOISE_KEY,
+    LAYER_EVENTS,
+    cube_layers,
+    disconnect_layer_events,
+    layer_like,
+    residual,
+    symmetric_limits,
+)
 from ._plot import band_axis, legend, plot_canvas, style
 
 if TYPE_CHECKING:
@@ -50,7 +58,7 @@ class CompareWidget(Container):
         self.residual_button.changed.connect(self.add_residual)
         viewer.mouse_drag_callbacks.append(self._on_click)
         viewer.dims.events.current_step.connect(self._redraw)
-        for event in ("inserted", "removed", "moved"):
+        for event in LAYER_EVENTS:
             getattr(viewer.layers.events, event).connect(self._layers_changed)
         self.native.destroyed.connect(self._disconnect)
         self._layers_changed()
@@ -199,6 +207,9 @@ class CompareWidget(Container):
         self.canvas.draw_idle()
 
     def _disconnect(self, *_args: Any) -> None:
+        """The widget is gone: nothing of the viewer may call it any more."""
         self._unlink()
         if self._on_click in self._viewer.mouse_drag_callbacks:
             self._viewer.mouse_drag_callbacks.remove(self._on_click)
+        self._viewer.dims.events.current_step.disconnect(self._redraw)
+        disconnect_layer_events(self._viewer, self._layers_changed)

@@ -37,7 +37,15 @@ from qtpy.QtCore import QObject, Signal, Slot
 
 from ras2s.errors import Ras2sError
 
-from ._layers import DENOISE_KEY, cube_layers, layer_like, residual, symmetric_limits
+from ._layers import (
+    DENOISE_KEY,
+    LAYER_EVENTS,
+    cube_layers,
+    disconnect_layer_events,
+    layer_like,
+    residual,
+    symmetric_limits,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -210,8 +218,10 @@ class DenoiseWidget(Container):
         self.weights.changed.connect(self._show_fields)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        for event in ("inserted", "removed", "moved"):
+        for event in LAYER_EVENTS:
             getattr(viewer.layers.events, event).connect(self._layers_changed)
+        gone = partial(disconnect_layer_events, viewer, self._layers_changed)
+        self.native.destroyed.connect(gone)
         self._layers_changed()
         self._show_fields()
 

@@ -6,11 +6,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DENOISE_KEY", "cube_layers", "layer_like", "residual", "symmetric_limits"]
+__all__ = [
+    "DENOISE_KEY",
+    "LAYER_EVENTS",
+    "cube_layers",
+    "disconnect_layer_events",
+    "layer_like",
+    "residual",
+    "symmetric_limits",
+]
 
 #: Key of the layer ``metadata`` entry the Denoise widget adds to a result: what was
 #: denoised (``from``: the source layer's name), how, and what it took.
 DENOISE_KEY = "ras2s_denoise"
+
+#: Layer-list events after which the widgets refresh their layer choices.
+LAYER_EVENTS = ("inserted", "removed", "moved")
 
 #: Layer state copied from the source layer to a result (geometry and display).
 _COPIED = (
@@ -29,6 +40,12 @@ _COPIED = (
     "plane",
     "projection_mode",
 )
+
+
+def disconnect_layer_events(viewer: Any, callback: Any, *_args: Any) -> None:
+    """Stop the viewer's layer list calling ``callback`` (its widget was destroyed)."""
+    for event in LAYER_EVENTS:
+        getattr(viewer.layers.events, event).disconnect(callback)
 
 
 def cube_layers(viewer: Any) -> list[Any]:
