@@ -62,6 +62,7 @@ class DenoiseSettings:
     progress: bool = False
     strict: bool = False  # a diverging network is an error, not retried in safer settings
     cog: bool = False  # TIFF outputs as Cloud-Optimized GeoTIFFs
+    tile_workers: int | str = 1  # processes running one cube's tiles (CLI: "auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +111,17 @@ def denoise_file(
         write_text_atomically,
     )
 
-    cube = read_cube(source, key=settings.key, layout=settings.layout)
+    if settings.method == "ras2s":
+        from .io import open_cube
+
+        with open_cube(
+            source, key=settings.key, layout=settings.layout, max_bytes=settings.max_memory
+        ) as opened:
+            if streams(opened.shape, opened.dtype, settings.max_memory):
+                return _denoise_streamed(opened, source, target, settings, model, preview)
+            cube = opened.cube_file(opened.read())
+    else:
+        cube = read_cube(source, key=settings.key, layout=settings.layout)
     check_output(target, cube.data.dtype, force=settings.force)  # before the network runs
     check_replaceable(sidecar_path(target), force=settings.force, inputs=[source])
     done: dict = {}
@@ -136,6 +147,7 @@ def denoise_file(
                 band_window=settings.band_window,
                 strict=settings.strict,
                 report=done,
+                tile_workers=settings.tile_workers,
             )
         else:
             classical = functools.partial(
@@ -165,6 +177,95 @@ def denoise_file(
     return messages
 
 
+def streams(shape: tuple[int, int, int], dtype, max_memory: int) -> bool:
+    """Whether ``ras2s denoise`` streams a cube instead of reading it into memory.
+
+    In memory, the cube, the float32 network output and the cast result are held at
+    once (:func:`ras2s.inference.fixed_bytes`); when they would take more than half of
+    ``max_memory`` the cube is streamed: read, denoised and written window by window,
+    the network output in a scratch file (:func:`ras2s.inference.denoise_windows`).
+    """
+    from .inference import fixed_bytes
+
+    return fixed_bytes(tuple(int(s) for s in shape), dtype) > max_memory // 2
+
+
+def _denoise_streamed(
+    opened, source: Path, target: Path, settings: DenoiseSettings, model, preview: Path | None
+) -> tuple[str, ...]:
+    """:func:`denoise_file` for a cube larger than its budget: window by window.
+
+    The output is created windowed beside its final name (:func:`ras2s.io.create_cube`),
+    filled strip by strip and published with its sidecar under the folder lock; an
+    error or an interruption removes it (and the scratch file is never visible).
+    """
+    from .inference import denoise_windows, parse_band_list, resolve_device
+    from .io import (
+        FolderLock,
+        bad_bands,
+        check_output,
+        check_replaceable,
+        create_cube,
+        cube_nodata,
+        write_text_atomically,
+    )
+
+    meta = opened.cube_file(None)
+    check_output(target, opened.dtype, force=settings.force)
+    check_replaceable(sidecar_path(target), force=settings.force, inputs=[source])
+    done: dict = {}
+    nodata = settings.nodata if settings.nodata is not None else cube_nodata(meta)
+    bands = opened.shape[0]
+    skip = sorted(set(bad_bands(meta)) | set(parse_band_list(settings.skip_bands, bands)))
+    with (
+        create_cube(
+            target,
+            opened.shape,
+            opened.dtype,
+            like=meta,
+            force=settings.force,
+            cog=settings.cog,
+        ) as sink,
+        warnings.catch_warnings(record=True) as caught,
+        _naming(source),
+    ):
+        warnings.simplefilter("always")
+
+        def write(rows: slice, block) -> None:
+            sink.write((rows, slice(None)), block)
+
+        denoise_windows(
+            opened,
+            write,
+            nodata=nodata,
+            skip_bands=skip or None,
+            model=model,
+            tile=settings.tile,
+            overlap=settings.overlap,
+            max_memory=settings.max_memory,
+            device=resolve_device(settings.device),
+            progress=settings.progress,
+            nan_policy=settings.nan_policy,
+            normalise=settings.normalise,
+            band_window=settings.band_window,
+            strict=settings.strict,
+            report=done,
+            stream=True,
+            scratch_dir=Path(target).parent,
+            tile_workers=settings.tile_workers,
+        )
+        messages = tuple(str(w.message) for w in caught)
+        if preview is not None:
+            messages += ("no --preview for a streamed cube (larger than half of --max-memory)",)
+        record = provenance(opened, target, settings, model, nodata, skip, done, messages)
+        with FolderLock(Path(target).parent, what="ras2s denoise"):
+            sink.commit()
+            write_text_atomically(
+                sidecar_path(target), json.dumps(record, indent=1) + "\n", force=settings.force
+            )
+    return messages
+
+
 def sidecar_path(target: Path) -> Path:
     """Where the record of how ``target`` was made is written: ``<target>.json``."""
     target = Path(target)
@@ -190,14 +291,17 @@ def provenance(
     from . import __version__
     from .io import sha256_file
 
+    data = getattr(cube, "data", None)  # a CubeFile, or an open CubeSource (streamed)
+    shape, dtype = (data.shape, data.dtype) if data is not None else (cube.shape, cube.dtype)
+
     record: dict = {
         "input": {
             "path": str(Path(cube.path).resolve()),
             "format": cube.format,
             "key": cube.key,
             "layout": cube.layout,
-            "shape": list(cube.data.shape),
-            "dtype": str(cube.data.dtype),
+            "shape": list(shape),
+            "dtype": str(dtype),
         },
         "output": str(target),
         "method": settings.method,
@@ -219,6 +323,7 @@ def provenance(
                 "band_window": done.get("band_window"),
                 "strict": settings.strict,
                 "fallback": done.get("fallback", []),
+                "streamed": done.get("streamed", False),
             }
         )
     else:

@@ -439,6 +439,7 @@ def denoise(
     band_window: int | str | None = "auto",
     strict: bool = False,
     report: dict[str, Any] | None = None,
+    tile_workers: int | str = 1,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Denoise a hyperspectral cube with RAS2S.
@@ -519,6 +520,13 @@ def denoise(
         ``band_window`` (``None``: whole cube), ``fallback`` (a list of the settings
         that diverged, each with its ``error``; empty when the first setting held),
         ``tile`` and ``overlap`` (the tile plan) and ``streamed`` (False here).
+    tile_workers:
+        ``1`` (default): tiles run in this process, on PyTorch's threads. ``N`` or
+        ``"auto"``: on ``N`` (or as many as PyTorch has threads) single-threaded worker
+        processes at once (:func:`denoise_windows`; 1.19x the throughput on 2 cores).
+        The workers are started with ``spawn``, which imports the caller's main module:
+        a script must then guard its work with ``if __name__ == "__main__":``.
+        ``ras2s denoise`` uses ``"auto"``.
 
     Returns
     -------
@@ -578,6 +586,7 @@ def denoise(
         report=report,
         buffer=target if array.dtype == np.float32 else None,
         on_tile=on_tile,
+        tile_workers=tile_workers,
     )
     return torch.from_numpy(result) if as_torch else result
 

@@ -69,6 +69,15 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
     help="Tile overlap in pixels, smaller than the tile (default 32).",
 )
 @click.option(
+    "--tile-workers",
+    default="auto",
+    show_default=True,
+    metavar="N|auto",
+    callback=lambda ctx, param, value: options.tile_workers_value(value),
+    help="CPU processes running tiles of one cube at once, one thread each (auto: one per "
+    "thread when the cube has at least two tiles per worker; 1: this process's threads).",
+)
+@click.option(
     "--max-memory",
     type=options.SizeType(),
     default="2G",

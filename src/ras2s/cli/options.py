@@ -268,6 +268,19 @@ band_window = click.option(
 )
 
 
+def tile_workers_value(value: str) -> int | str:
+    """``--tile-workers``: ``"auto"`` or an integer >= 1."""
+    if value == "auto":
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise click.BadParameter(f"expected auto or an integer >= 1, got {value!r}")
+    return number
+
+
 def set_threads(threads: int | None) -> None:
     """Apply ``--threads`` (``None``: PyTorch's default), refusing values below 1."""
     if threads is None:
