@@ -183,3 +183,40 @@ def test_the_streamed_memory_bound_does_not_hold_the_cube(tiny_model, rng, tmp_p
     )
     assert report["streamed"] and len(calls) >= 10
     assert os.path.getsize(path) > 0 and out.any()
+
+
+def _peak_rss_of_denoise(tmp_path, weights, side: int) -> tuple[int, int]:
+    """Peak RSS (bytes) of ``ras2s denoise`` on a 4 x side x side float32 cube, its size."""
+    import subprocess
+    import sys
+
+    source = tmp_path / f"cube{side}.npy"
+    np.save(source, np.random.default_rng(side).random((4, side, side), dtype=np.float32))
+    command = [
+        sys.executable, "-m", "ras2s", "denoise", str(source),
+        "-o", str(tmp_path / f"out{side}.npy"), "--weights", str(weights),
+        "--max-memory", "2M", "--tile", "128", "--threads", "1",
+        "--tile-workers", "1", "--normalise", "minmax",
+    ]  # fmt: skip
+    script = (
+        "import resource, subprocess, sys; "
+        f"r = subprocess.run({command!r}); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    record = (tmp_path / f"out{side}.npy.json").read_text()
+    assert '"streamed": true' in record
+    return int(done.stdout.split()[-1]) * 1024, source.stat().st_size
+
+
+def test_peak_memory_does_not_grow_with_the_file(tmp_path, tiny_weights):
+    """Two cubes larger than --max-memory, 5x apart: the peak RSS stays (nearly) flat.
+
+    Held in memory, the larger cube would add its input, float32 output and result
+    (3 x 10.5 MB) to the peak; streamed, only the blend's weight sum (4 bytes per pixel)
+    and strip sizes grow.
+    """
+    small, small_bytes = _peak_rss_of_denoise(tmp_path, tiny_weights, 400)
+    large, large_bytes = _peak_rss_of_denoise(tmp_path, tiny_weights, 900)
+    assert large - small < 0.5 * (large_bytes - small_bytes), (small, large)

@@ -37,6 +37,14 @@ REFINE_PERCENTILES = (0.01, 99.99)
 PERCENTILES = (0.5, 99.5)
 _PERCENTILE_SAMPLE = 4_000_000
 
+#: Largest automatic tile side for images larger than WHOLE_IMAGE_UP_TO: the network's
+#: time per output voxel (32-pixel overlap, 31 bands, fp32, 1 thread, 2-core AMD EPYC) is
+#: 1.34 / 1.03 / 1.00 / 1.10 / 1.15 at sides 128 / 192 / 256 / 384 / 512 (larger tiles
+#: fall out of cache; smaller ones compute more overlap): benchmarks/scale.py tiles.
+THROUGHPUT_TILE = 256
+#: Images up to this side run as one tile when the budget allows (exact, no overlap).
+WHOLE_IMAGE_UP_TO = 384
+
 # Network working memory, in bytes, of one tile: PER_PIXEL_BAND * bands * pixels +
 # PER_PIXEL * pixels (float32; half for bf16). Measured as peak RSS growth of RAS2S(C=14),
 # channels-last, under torch.inference_mode on CPU with glibc's default allocator
@@ -255,7 +263,8 @@ def plan_tiles(
 ) -> tuple[int | tuple[int, int], int]:
     """The ``(tile, overlap)`` :func:`denoise` uses for a ``(bands, H, W)`` cube.
 
-    ``tile=None`` takes the largest tile that fits ``max_memory`` and balances it
+    ``tile=None`` takes the largest tile that fits ``max_memory`` (at most
+    :data:`THROUGHPUT_TILE` on images larger than :data:`WHOLE_IMAGE_UP_TO`) and balances it
     (:func:`~ras2s.tiling.balanced_tile`: the same tile count, each tile shrunk so that
     only the overlap is computed twice), giving ``(tile_h, tile_w)``; a given ``tile`` is
     used as is. ``overlap=None`` is 32 pixels, at most a quarter of the tile; the overlap
@@ -284,6 +293,8 @@ def plan_tiles(
             precision=precision,
             band_window=band_window,
         )
+        if max(height, width) > WHOLE_IMAGE_UP_TO:  # a large image: tiles for throughput
+            tile = min(tile, THROUGHPUT_TILE)
     if overlap is None:
         overlap = min(DEFAULT_OVERLAP, max(0, tile // 4))
     elif overlap >= tile:  # tiles would advance by <= 0 pixels: refuse, never clip

@@ -1,0 +1,250 @@
+"""Throughput and memory at scale: tile size, tile workers, whole cubes, streaming.
+
+Four measurements, each printing figures and ratios measured side by side in one run
+(docs/scale.md holds the results; state the machine with them):
+
+``tiles``
+    Network time per output voxel at tile sides 128..512 with a 32-pixel overlap, one
+    PyTorch thread, CPU time of this process (``time.process_time``: little affected by
+    other processes on the machine). The cost of a side ``s`` per output voxel is the
+    tile's time divided by ``(s - overlap)**2 * bands``, the area each tile adds in a
+    large cube.
+``workers``
+    The same N tiles through one process with T threads, and through
+    :class:`ras2s.parallel.TilePool` with T single-threaded workers (wall time).
+``cube``
+    ``ras2s denoise`` on a synthetic-from-real cube (e.g. 2048 x 2048 x 31), as a
+    subprocess: with the previous plan (largest tile the budget allows, one process,
+    ``--tile-workers 1``) and with the shipped plan (``--tile-workers auto``, tiles
+    capped for throughput): wall time, peak RSS of the process tree, ratio.
+``stream``
+    An ENVI cube made from real data, denoised in memory and streamed
+    (``--max-memory`` smaller than the cube): peak RSS, time per voxel, ratio, and the
+    largest difference between the two outputs.
+
+    python benchmarks/scale.py tiles --sides 128,192,256,384,512
+    python benchmarks/scale.py workers --tiles 8
+    python benchmarks/scale.py cube --size 2048 --bands 31
+    python benchmarks/scale.py stream --size 1024 --bands 64 --max-memory 256M
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data"
+
+
+def real_texture(bands: int, size: int, seed: int = 0) -> np.ndarray:
+    """A ``(bands, size, size)`` float32 cube in [0, 1] tiled from a real cube.
+
+    The 256 x 256 x 31 CAVE cloth cube (../shared/data) tiled with random flips, plus
+    Gaussian noise sigma 0.1; seeded random texture when the data is absent.
+    """
+    rng = np.random.default_rng(seed)
+    source = SHARED / "CAVE_cloth" / "cloth_ms_256.mat"
+    if source.exists():
+        from ras2s.io import read_cube
+
+        base = read_cube(source).data.astype(np.float32)
+        base = (base - base.min()) / (base.max() - base.min())
+    else:
+        base = rng.random((31, 256, 256), dtype=np.float32)
+    reps = -(-bands // base.shape[0])
+    base = np.concatenate([base] * reps)[:bands]
+    out = np.empty((bands, size, size), np.float32)
+    step = base.shape[1]
+    for y in range(0, size, step):
+        for x in range(0, size, step):
+            block = base[:, :: rng.choice([-1, 1]), :: rng.choice([-1, 1])]
+            h, w = min(step, size - y), min(step, size - x)
+            out[:, y : y + h, x : x + w] = block[:, :h, :w]
+    out += rng.normal(0, 0.1, out.shape).astype(np.float32)
+    return out
+
+
+def bench_tiles(args) -> None:
+    import torch
+
+    from ras2s.inference import _run_network
+    from ras2s.weights import load_model
+
+    torch.set_num_threads(1)
+    model = load_model(args.weights, precision=args.precision)
+    cube = real_texture(args.bands, max(args.sides))
+    print(f"torch {torch.__version__}, 1 thread, {args.bands} bands, overlap {args.overlap}")
+    print(f"{'side':>5} {'cpu s/tile':>10} {'us/voxel':>9} {'us/out-voxel':>12} {'vs 256':>7}")
+    rows = {}
+    for side in args.sides:
+        tile = np.ascontiguousarray(cube[:, :side, :side])
+        _run_network(model, torch.device("cpu"), tile)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            start = time.process_time()
+            _run_network(model, torch.device("cpu"), tile)
+            times.append(time.process_time() - start)
+        best = min(times)
+        per_voxel = best / (side * side * args.bands) * 1e6
+        per_out = best / ((side - args.overlap) ** 2 * args.bands) * 1e6
+        rows[side] = (best, per_voxel, per_out)
+    ref = rows.get(256, next(iter(rows.values())))[2]
+    for side, (best, per_voxel, per_out) in rows.items():
+        print(f"{side:>5} {best:>10.2f} {per_voxel:>9.3f} {per_out:>12.3f} {per_out / ref:>7.2f}")
+
+
+def bench_workers(args) -> None:
+    import torch
+
+    from ras2s.inference import _run_network
+    from ras2s.parallel import TilePool
+    from ras2s.weights import load_model
+
+    threads = args.threads
+    model = load_model(args.weights, precision=args.precision)
+    cube = real_texture(args.bands, args.side)
+    tiles = [np.ascontiguousarray(np.roll(cube, k, axis=2)) for k in range(args.tiles)]
+    torch.set_num_threads(threads)
+    _run_network(model, torch.device("cpu"), tiles[0])
+    start = time.perf_counter()
+    serial = [_run_network(model, torch.device("cpu"), t) for t in tiles]
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    with TilePool(model, None, threads) as pool:
+        ready = time.perf_counter() - start
+        parallel = list(pool(None, iter(tiles)))
+    many = time.perf_counter() - start
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(serial, parallel, strict=True))
+    print(f"{args.tiles} tiles of {args.bands}x{args.side}x{args.side}")
+    print(f"one process, {threads} threads: {one:.1f} s")
+    print(f"{threads} workers x 1 thread:   {many:.1f} s (of which start {ready:.1f} s)")
+    print(f"throughput ratio: {one / many:.2f}x; max |diff| {diff:.2e}")
+
+
+def _peak_rss_of(command: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (GiB, largest single process of the tree), exit code."""
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    if done.returncode:
+        print(done.stderr[-2000:], file=sys.stderr)
+    return wall, peak, done.returncode
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ras2s", "denoise", *args]
+
+
+def bench_cube(args) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="ras2s-scale-"))
+    cube = real_texture(args.bands, args.size)
+    source = folder / "cube.npy"
+    np.save(source, cube)
+    print(f"{args.bands}x{args.size}x{args.size} float32, threads {args.threads}")
+    common = ["--threads", str(args.threads), "--max-memory", args.max_memory, "--force"]
+    runs = {
+        "previous plan (largest tile, 1 process)": [
+            "--tile-workers",
+            "1",
+            "--tile",
+            str(args.previous_tile),
+        ],
+        "shipped plan (auto)": [],
+        "shipped plan, --precision bf16": ["--precision", "bf16"],
+    }
+    results = {}
+    for name, extra in runs.items():
+        target = folder / f"out-{len(results)}.npy"
+        wall, peak, code = _peak_rss_of(
+            [
+                "/usr/bin/env",
+                *_cli(str(source), "-o", str(target), *common, *extra),
+            ]
+        )
+        results[name] = (wall, target)
+        print(f"{name:>40}: {wall:7.1f} s  exit {code}")
+    (a, ta), *others = results.values()
+    for name, (b, tb) in list(results.items())[1:]:
+        diff = float(np.abs(np.load(ta) - np.load(tb)).max())
+        print(f"{name}: speed-up {a / b:.2f}x; max |diff| to the first {diff:.2e} (range 0..1)")
+
+
+def bench_stream(args) -> None:
+    from ras2s.io import write_cube
+
+    folder = Path(tempfile.mkdtemp(prefix="ras2s-stream-"))
+    cube = real_texture(args.bands, args.size)
+    scaled = np.clip(cube * 4000 + 500, 0, 65535).astype(np.uint16)
+    source = folder / "cube.hdr"
+    write_cube(source, scaled)
+    del cube, scaled
+    size = os.path.getsize(folder / "cube.img")
+    voxels = args.bands * args.size * args.size
+    print(f"ENVI {args.bands}x{args.size}x{args.size} uint16: {size / 2**30:.2f} GiB")
+    rows = []
+    for name, memory in (("in memory", args.big_memory), ("streamed", args.max_memory)):
+        target = folder / f"{name.replace(' ', '_')}.hdr"
+        command = _cli(
+            str(source), "-o", str(target), "--max-memory", memory,
+            "--threads", str(args.threads), "--force",
+        )  # fmt: skip
+        script = (
+            "import resource, subprocess, sys; "
+            f"r = subprocess.run({command!r}); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+        )
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        peak = int(done.stdout.split()[-1]) / 2**20 if done.stdout.split() else float("nan")
+        if done.returncode:
+            print(done.stderr[-2000:], file=sys.stderr)
+        rows.append((name, memory, wall, peak, target))
+        print(
+            f"{name:>10} --max-memory {memory:>5}: {wall:7.1f} s, "
+            f"{wall / voxels * 1e6:.3f} us/voxel, peak RSS {peak:.2f} GiB, exit {done.returncode}"
+        )
+    from ras2s.io import read_cube
+
+    a, b = (read_cube(r[4]).data.astype(np.int64) for r in rows)
+    print(
+        f"streamed / in memory time: {rows[1][2] / rows[0][2]:.2f}; "
+        f"max |diff| {int(np.abs(a - b).max())} (uint16 levels)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["tiles", "workers", "cube", "stream"])
+    parser.add_argument("--weights", default="default")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--bands", type=int, default=31)
+    parser.add_argument("--sides", default="128,192,256,384,512")
+    parser.add_argument("--overlap", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tiles", type=int, default=8)
+    parser.add_argument("--side", type=int, default=256)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--previous-tile", type=int, default=512)
+    parser.add_argument("--max-memory", default="2G")
+    parser.add_argument("--big-memory", default="20G")
+    args = parser.parse_args()
+    args.sides = [int(s) for s in args.sides.split(",")]
+    {"tiles": bench_tiles, "workers": bench_workers, "cube": bench_cube, "stream": bench_stream}[
+        args.what
+    ](args)
+
+
+if __name__ == "__main__":
+    main()
