@@ -43,9 +43,11 @@ def _init(model: Any, band_window: int | None) -> None:
 
     import torch
 
+    from .distributed import tune_malloc
     from .inference import _run_network
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_malloc()  # a parent that started a dask cluster passes on MALLOC_TRIM_THRESHOLD_
     torch.set_num_threads(1)
     global _NETWORK
     _NETWORK = functools.partial(_run_network, model, torch.device("cpu"), band_window=band_window)
