@@ -440,7 +440,7 @@ def test_denoise_widget_adds_a_layer_and_leaves_the_original(viewer, qtbot, tiny
 
 
 def test_denoise_keeps_the_event_loop_answering(viewer, qtbot, tiny_weights):
-    layer = add_cube(viewer, smooth_cube(bands=8, height=96, width=96))
+    layer = add_cube(viewer, smooth_cube(bands=8, height=160, width=160))  # one tile, > 0.2 s
     widget = denoise_widget(viewer, tiny_weights)
     ticks = []
     timer = QTimer()
@@ -588,10 +588,9 @@ def test_click_plots_the_spectrum_and_residual_layer(viewer, qtbot):
 def test_assess_widget_plots_sigma_and_stripes(viewer, qtbot):
     from ras2s.napari._assess import AssessWidget
 
-    cube = smooth_cube(bands=6, height=64, width=64)
+    cube = smooth_cube(bands=6, height=64, width=64)  # the smooth scene + sigma 40
     noisy = add_cube(viewer, cube, name="n")
-    clean = smooth_cube(bands=6, height=64, width=64) * 0  # placeholder replaced below
-    y, x = np.mgrid[0:64, 0:64]
+    y, x = np.mgrid[0:64, 0:64]  # the same scene without the noise
     lam = np.linspace(0, 1, 6)[:, None, None]
     clean = (500 + 300 * np.sin(x / 7 + 2 * lam) * np.cos(y / 9) + 100 * lam).astype(np.float32)
     den = add_cube(viewer, clean, name="d")
