@@ -427,17 +427,21 @@ def _means(masks: Masks, bands: int) -> np.ndarray | None:
 
 
 class Scratch:
-    """A float32 ``(bands, H, W)`` array in an unlinked temporary file, mapped per access.
+    """A float32 ``(bands, H, W)`` array in an unlinked temporary file, read by window.
 
     Used as :func:`ras2s.tiling.run_tiled`'s output when a cube does not fit its memory
     budget. ``scratch[index]`` returns a copy of a window, ``scratch[index] = block``
-    writes one; each access maps the file, touches only that window's pages and unmaps
-    it, so the process's resident memory stays bounded by the window, not the file.
-    The file is unlinked as soon as it is created: nothing is left behind, not even
-    after a kill. It takes ``4 * bands * H * W`` bytes of disk (sparse until written).
+    writes one, with ``pread``/``pwrite`` (:class:`ras2s.io.raw.RawArray`, through the
+    open descriptor's ``/proc/self/fd`` name): the file is never mapped, so the process's
+    resident memory holds the window and nothing of the file. The file is unlinked as
+    soon as it is created, so nothing is left behind, not even after a kill; its
+    ``4 * bands * H * W`` bytes are reserved on the disk at once (a full disk is an
+    error before the network runs).
     """
 
     def __init__(self, shape: tuple[int, int, int], folder: str | os.PathLike | None = None):
+        from .io.raw import RawArray, reserve
+
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(np.float32)
         self.nbytes = 4 * math.prod(self.shape)
@@ -446,33 +450,39 @@ class Scratch:
         try:
             os.unlink(name)
             os.ftruncate(handle, max(self.nbytes, 1))
+            self.path = Path(f"/proc/self/fd/{handle}")
+            if not self.path.exists():  # pragma: no cover - not Linux: map per access
+                self.path = None
+            else:
+                reserve(self.path, self.nbytes)
         except BaseException:
             os.close(handle)
             raise
-        self._file = os.fdopen(handle, "r+b")
-        self.path = Path(name)
+        self._handle = handle
+        self._raw = RawArray(self.path, 0, self.shape, self.dtype) if self.path else None
 
-    def _map(self) -> np.memmap:
-        return np.memmap(self._file, dtype=np.float32, mode="r+", shape=self.shape)
+    def _map(self) -> np.memmap:  # pragma: no cover - not Linux
+        return np.memmap(os.fdopen(os.dup(self._handle), "r+b"), np.float32, "r+", 0, self.shape)
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        mapped = self._map()
-        try:
-            return np.array(mapped[index])
-        finally:
-            del mapped
+        if self._raw is not None:
+            return self._raw[index]
+        mapped = self._map()  # pragma: no cover
+        return np.array(mapped[index])  # pragma: no cover
 
     def __setitem__(self, index: Any, value: np.ndarray) -> None:
-        mapped = self._map()
-        try:
-            mapped[index] = value
-            mapped.flush()
-        finally:
-            del mapped
+        if self._raw is not None:
+            self._raw.write(index, value)
+            return
+        mapped = self._map()  # pragma: no cover
+        mapped[index] = value  # pragma: no cover
+        mapped.flush()  # pragma: no cover
 
     def close(self) -> None:
         """Release the file (its space returns to the file system)."""
-        self._file.close()
+        if self._handle >= 0:
+            os.close(self._handle)
+            self._handle = -1
 
     def __enter__(self) -> Scratch:
         return self
