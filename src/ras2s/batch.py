@@ -324,6 +324,9 @@ def provenance(
                 "strict": settings.strict,
                 "fallback": done.get("fallback", []),
                 "streamed": done.get("streamed", False),
+                "tile": done.get("tile"),
+                "overlap": done.get("overlap"),
+                "tile_workers": done.get("tile_workers"),
             }
         )
     else:

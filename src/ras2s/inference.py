@@ -392,6 +392,10 @@ def _run_into(
     )
 
 
+#: Tile workers only when each one's share of the budget allows tiles of at least this
+#: side (smaller tiles cost more per voxel than the workers gain: benchmarks/scale.py).
+MIN_WORKER_TILE = 192
+
 #: Resident memory of one tile worker's Python and PyTorch runtime (measured: about
 #: 0.3 GiB after ``import torch``; rounded up).
 WORKER_RUNTIME_BYTES = 400 << 20
@@ -749,20 +753,26 @@ def denoise_windows(
         band_window=window,
         fixed=4 * box_pixels if stream else None,
     )
+    held = 4 * box_pixels if stream else fixed_bytes(kept_shape, dtype)
     workers = _tile_workers(tile_workers, torch_device, tiles, overlap, kept_shape, max_memory)
     if workers > 1 and tile is None:  # each worker holds one tile: the budget is shared
-        share_memory = max(1, (max_memory - workers * WORKER_RUNTIME_BYTES) // workers)
-        tiles, overlap = plan_tiles(
+        share_memory = (max_memory - held - workers * WORKER_RUNTIME_BYTES) // workers
+        shared_tiles, shared_overlap = plan_tiles(
             kept_shape,
             dtype,
-            max_memory=share_memory + (4 * box_pixels if stream else 0),
+            max_memory=max(1, share_memory) + held,
             tile=None,
             overlap=overlap_asked,
             channels=getattr(getattr(model, "config", None), "channels", 14),
             precision=_model_precision(model),
             band_window=window,
-            fixed=4 * box_pixels if stream else 0,
+            fixed=held,
         )
+        side = shared_tiles if isinstance(shared_tiles, int) else min(shared_tiles)
+        if share_memory > 0 and side >= MIN_WORKER_TILE:
+            tiles, overlap = shared_tiles, shared_overlap
+        else:  # the budget's share per worker gives tiles too small to pay: one process
+            workers = 1
     if buffer is None or not prepared.trivial:
         buffer = Scratch(kept_shape, scratch_dir) if stream else np.empty(kept_shape, np.float32)
     extremes = (found.lo, found.hi)
@@ -834,7 +844,7 @@ def denoise_windows(
             warnings.warn(FallbackWarning(_fallback_message(failed, how, window)), stacklevel=3)
         _record(report, how, (lo, hi), window, failed, refined)
         if report is not None:
-            report.update(tile=tiles, overlap=overlap, streamed=stream)
+            report.update(tile=tiles, overlap=overlap, streamed=stream, tile_workers=workers)
         write_output(
             source,
             buffer,
