@@ -97,7 +97,6 @@ def denoise_file(
         denoise_classical,
         denoise_masked,
         parse_band_list,
-        resolve_device,
     )
     from .io import (
         FolderLock,
@@ -132,23 +131,7 @@ def denoise_file(
     with warnings.catch_warnings(record=True) as caught, _naming(source):
         warnings.simplefilter("always")
         if settings.method == "ras2s":
-            result = denoise(
-                cube.data,
-                nodata=nodata,
-                skip_bands=skip or None,
-                model=model,
-                tile=settings.tile,
-                overlap=settings.overlap,
-                max_memory=settings.max_memory,
-                device=resolve_device(settings.device),
-                progress=settings.progress,
-                nan_policy=settings.nan_policy,
-                normalise=settings.normalise,
-                band_window=settings.band_window,
-                strict=settings.strict,
-                report=done,
-                tile_workers=settings.tile_workers,
-            )
+            result = denoise(cube.data, **_network_options(settings, model, nodata, skip, done))
         else:
             classical = functools.partial(
                 denoise_classical,
@@ -177,6 +160,30 @@ def denoise_file(
     return messages
 
 
+def _network_options(
+    settings: DenoiseSettings, model, nodata: float | None, skip: list[int], done: dict
+) -> dict:
+    """The keyword arguments of :func:`ras2s.denoise` / ``denoise_windows`` for a file."""
+    from .inference import resolve_device
+
+    return {
+        "nodata": nodata,
+        "skip_bands": skip or None,
+        "model": model,
+        "tile": settings.tile,
+        "overlap": settings.overlap,
+        "max_memory": settings.max_memory,
+        "device": resolve_device(settings.device),
+        "progress": settings.progress,
+        "nan_policy": settings.nan_policy,
+        "normalise": settings.normalise,
+        "band_window": settings.band_window,
+        "strict": settings.strict,
+        "report": done,
+        "tile_workers": settings.tile_workers,
+    }
+
+
 def streams(shape: tuple[int, int, int], dtype, max_memory: int) -> bool:
     """Whether ``ras2s denoise`` streams a cube instead of reading it into memory.
 
@@ -199,7 +206,7 @@ def _denoise_streamed(
     filled strip by strip and published with its sidecar under the folder lock; an
     error or an interruption removes it (and the scratch file is never visible).
     """
-    from .inference import denoise_windows, parse_band_list, resolve_device
+    from .inference import denoise_windows, parse_band_list
     from .io import (
         FolderLock,
         bad_bands,
@@ -237,22 +244,9 @@ def _denoise_streamed(
         denoise_windows(
             opened,
             write,
-            nodata=nodata,
-            skip_bands=skip or None,
-            model=model,
-            tile=settings.tile,
-            overlap=settings.overlap,
-            max_memory=settings.max_memory,
-            device=resolve_device(settings.device),
-            progress=settings.progress,
-            nan_policy=settings.nan_policy,
-            normalise=settings.normalise,
-            band_window=settings.band_window,
-            strict=settings.strict,
-            report=done,
+            **_network_options(settings, model, nodata, skip, done),
             stream=True,
             scratch_dir=Path(target).parent,
-            tile_workers=settings.tile_workers,
         )
         messages = tuple(str(w.message) for w in caught)
         if preview is not None:
