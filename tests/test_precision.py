@@ -87,9 +87,11 @@ def test_bf16_halves_the_network_memory_and_gives_larger_tiles():
     assert network_bytes(31, 1000, precision="bf16") * 2 == pytest.approx(
         network_bytes(31, 1000), rel=1e-3
     )
+    # a budget whose fp32 tiles lie below the 256 px throughput cap of large images
     shape = (31, 2048, 2048)
-    fp32_tile, _ = plan_tiles(shape, np.float32, max_memory=2 << 30, precision="fp32")
-    bf16_tile, _ = plan_tiles(shape, np.float32, max_memory=2 << 30, precision="bf16")
+    fp32_tile, _ = plan_tiles(shape, np.float32, max_memory=3 << 29, precision="fp32")
+    bf16_tile, _ = plan_tiles(shape, np.float32, max_memory=3 << 29, precision="bf16")
+    assert max(np.atleast_1d(fp32_tile)) < 256
     assert np.prod(bf16_tile) > np.prod(fp32_tile)
 
 
