@@ -152,6 +152,34 @@ class InMemory:
         self.data = None
 
 
+class H5Array:
+    """An HDF5 dataset read by h5py slices (only the window's chunks are read).
+
+    ``matlab_order``: a MATLAB 7.3 variable, whose dataset holds the axes reversed, is
+    presented in MATLAB order (shape reversed, each window transposed back).
+    """
+
+    windowed = True
+    fresh = True
+
+    def __init__(self, file: Any, ds: Any, *, matlab_order: bool = False) -> None:
+        self.file = file
+        self.ds = ds
+        self.matlab_order = matlab_order
+        shape = tuple(ds.shape or ())
+        self.shape = shape[::-1] if matlab_order else shape
+        self.dtype = ds.dtype
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        if self.matlab_order:
+            return self.ds[tuple(key)[::-1]].transpose(2, 1, 0)
+        return self.ds[tuple(key)]
+
+    def close(self) -> None:
+        """Close the HDF5 file."""
+        self.file.close()
+
+
 # --------------------------------------------------------------------------- helpers
 
 

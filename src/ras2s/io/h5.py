@@ -11,30 +11,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .base import Entry, Opened, head, select
+from .base import Entry, H5Array, Opened, head, select
 from .checks import h5_check_stored
 from .layout import from_bhw, stored_key, stored_shape
 from .mat import _MAT73_MAGIC, open_mat73
-
-
-class H5Array:
-    """An HDF5 dataset, read by h5py slices (only the window's chunks are read)."""
-
-    windowed = True
-    fresh = True
-
-    def __init__(self, file: h5py.File, ds: h5py.Dataset) -> None:
-        self.file = file
-        self.ds = ds
-        self.shape = tuple(ds.shape or ())
-        self.dtype = ds.dtype
-
-    def __getitem__(self, key: tuple) -> np.ndarray:
-        return self.ds[tuple(key)]
-
-    def close(self) -> None:
-        """Close the HDF5 file."""
-        self.file.close()
 
 
 def open_h5(path: Path, key: str | None, max_bytes: int | None) -> Opened:

@@ -2,7 +2,8 @@
 
 MATLAB's convention is rows x cols x bands (HWB). A v7.3 file is HDF5 behind a 512-byte
 MATLAB header; HDF5 returns MATLAB's column-major arrays axes-reversed, so a v7.3 array
-is presented in MATLAB order (:class:`Mat73Array`) before the layout rule applies.
+is presented in MATLAB order (:class:`~ras2s.io.base.H5Array` with ``matlab_order``)
+before the layout rule applies.
 Outputs are v5 (one uncompressed variable) up to :data:`_MAT73_THRESHOLD` bytes and
 v7.3 beyond it, or beyond the memory budget of :func:`ras2s.io.create_cube` (a v5 file
 is written whole from memory, a v7.3 file window by window).
@@ -24,6 +25,7 @@ from ras2s.matfile import check_mat4, check_mat5
 from .base import (
     MAT_NUMERIC,
     Entry,
+    H5Array,
     InMemory,
     Opened,
     head,
@@ -71,26 +73,6 @@ def open_mat(path: Path, key: str | None, max_bytes: int | None) -> Opened:
     return Opened(InMemory(data), "mat", name, meta, convention="HWB", windowed=False)
 
 
-class Mat73Array:
-    """A v7.3 variable in MATLAB order (the HDF5 dataset's axes reversed), windowed."""
-
-    windowed = True
-    fresh = True
-
-    def __init__(self, file: h5py.File, ds: h5py.Dataset) -> None:
-        self.file = file
-        self.ds = ds
-        self.shape = tuple(ds.shape or ())[::-1]
-        self.dtype = ds.dtype
-
-    def __getitem__(self, key: tuple) -> np.ndarray:
-        return self.ds[tuple(key)[::-1]].transpose(2, 1, 0)
-
-    def close(self) -> None:
-        """Close the HDF5 file."""
-        self.file.close()
-
-
 def open_mat73(path: Path, key: str | None, start: bytes) -> Opened:
     """A MATLAB v7.3 variable (HDF5 behind a MATLAB header), windowed."""
     entries: dict[str, Entry] = {}
@@ -114,7 +96,7 @@ def open_mat73(path: Path, key: str | None, start: bytes) -> Opened:
         raise
     header = start[:116].decode("latin-1").strip(" \x00")
     meta = {"mat_version": "7.3", "header": header}
-    return Opened(Mat73Array(f, ds), "mat", name, meta, convention="HWB")
+    return Opened(H5Array(f, ds, matlab_order=True), "mat", name, meta, convention="HWB")
 
 
 def mat_writer(tmp: Path, plan) -> object:
