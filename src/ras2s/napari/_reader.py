@@ -23,17 +23,6 @@ from ras2s.errors import InputError, LayoutError, Ras2sError
 
 __all__ = ["container_keys", "cube_metadata", "get_reader", "layer_data", "read_layers"]
 
-#: GeoTIFF / GDAL TIFF tags by code (the ones :mod:`ras2s.io` copies to TIFF outputs).
-_TIFF_GEO = {
-    33550: "ModelPixelScale",
-    33922: "ModelTiepoint",
-    34264: "ModelTransformation",
-    34735: "GeoKeyDirectory",
-    34736: "GeoDoubleParams",
-    34737: "GeoAsciiParams",
-    42112: "GDAL_METADATA",
-    42113: "GDAL_NODATA",
-}
 #: ENVI header fields that place the image on the ground.
 _ENVI_GEO = ("map info", "coordinate system string", "projection info", "pixel size")
 
@@ -126,9 +115,9 @@ def _georeference(cube: cube_io.CubeFile) -> dict[str, Any] | None:
     geo: dict[str, Any] = {}
     if cube.format == "tiff":
         for code, _dtype, _count, value in meta.get("geotiff_tags", []):
-            if code in _TIFF_GEO and code != 42113:  # nodata has its own key
+            if code in cube_io.GEOTIFF_TAGS and code != 42113:  # nodata has its own key
                 text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
-                geo[_TIFF_GEO[code]] = text
+                geo[cube_io.GEOTIFF_TAGS[code]] = text
     elif cube.format == "envi":
         geo = {k: meta[k] for k in _ENVI_GEO if k in meta}
     return geo or None
