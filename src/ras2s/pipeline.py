@@ -268,19 +268,21 @@ class RangeScan:
     sample: np.ndarray | None = None
 
 
-def _sample_offsets(shape: tuple[int, int, int], rows: tuple[int, int], step: int):
-    """Per band, the positions within a strip's flattened band of a global stride.
+def _strip_sample(
+    strip: np.ndarray, shape: tuple[int, int, int], rows: tuple[int, int], step: int
+) -> Iterator[np.ndarray]:
+    """Per band, the voxels of ``strip`` (rows ``rows`` of a ``shape`` cube) in a stride.
 
     The voxels of ``(bands, H, W)`` whose flat (C-order) index is a multiple of
-    ``step``: the same sample as ``cube.reshape(-1)[::step]``, found strip by strip.
+    ``step``, as float64: the same sample as ``cube.reshape(-1)[::step]``, found strip
+    by strip.
     """
     bands, height, width = shape
-    start, stop = rows
-    plane = height * width
+    start, _ = rows
+    flat = strip.reshape(bands, -1)
     for b in range(bands):
-        first = b * plane + start * width
-        offset = (-first) % step
-        yield b, offset, (stop - start) * width
+        first = b * height * width + start * width
+        yield flat[b, (-first) % step :: step].astype(np.float64)
 
 
 def scan_range(
@@ -320,9 +322,7 @@ def scan_range(
             )
             clo, chi = min(clo, strip_lo), max(chi, strip_hi)
         if sample:
-            flat = own.reshape(bands, -1)
-            for b, offset, _ in _sample_offsets(prepared.shape, (start, stop), step):
-                parts.append(flat[b, offset::step].astype(np.float64))
+            parts.extend(_strip_sample(own, prepared.shape, (start, stop), step))
         if progress is not None:
             progress(stop - start)
     return RangeScan(
@@ -355,9 +355,7 @@ def scan_output(buffer: Any, *, rows: int, sample: bool) -> OutputScan:
             return OutputScan(False, np.nan, np.nan, None)
         lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
         if sample:
-            flat = block.reshape(bands, -1)
-            for b, offset, _ in _sample_offsets(buffer.shape, (start, stop), step):
-                parts.append(flat[b, offset::step].astype(np.float64))
+            parts.extend(_strip_sample(block, buffer.shape, (start, stop), step))
     return OutputScan(finite, lo, hi, np.concatenate(parts) if sample else None)
 
 
