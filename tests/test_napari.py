@@ -263,11 +263,14 @@ def test_reader_metadata_envi_wavelengths_georeference_nodata(tmp_path):
     assert md["bad_bands"] == [2]
 
 
-def test_reader_metadata_geotiff(tmp_path):
+def _write_geotiff(path):
+    """A 3 x 10 x 8 float32 GeoTIFF (UTM 11N, 30 m, nodata -9999) written by GDAL.
+
+    Returns rasterio, the cube written and its transform.
+    """
     rasterio = pytest.importorskip("rasterio", reason="rasterio (GDAL) is not installed")
     from rasterio.transform import Affine
 
-    cube = smooth_cube(bands=3, height=10, width=8)
     profile = {
         "driver": "GTiff",
         "width": 8,
@@ -278,8 +281,14 @@ def test_reader_metadata_geotiff(tmp_path):
         "transform": Affine(30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0),
         "nodata": -9999.0,
     }
-    with rasterio.open(tmp_path / "g.tif", "w", **profile) as dst:
+    cube = smooth_cube(bands=3, height=10, width=8)
+    with rasterio.open(path, "w", **profile) as dst:
         dst.write(cube)
+    return rasterio, cube, profile["transform"]
+
+
+def test_reader_metadata_geotiff(tmp_path):
+    _write_geotiff(tmp_path / "g.tif")
     (layer,) = ViewerModel().open(tmp_path / "g.tif", plugin="ras2s")
     geo = layer.metadata["georeference"]
     assert geo["ModelPixelScale"][:2] == (30.0, 30.0)
@@ -363,27 +372,12 @@ def test_writer_keeps_envi_metadata_and_georeference(tmp_path):
 
 
 def test_writer_keeps_geotiff_tags(tmp_path):
-    rasterio = pytest.importorskip("rasterio", reason="rasterio (GDAL) is not installed")
-    from rasterio.transform import Affine
-
-    cube = smooth_cube(bands=3, height=10, width=8)
-    profile = {
-        "driver": "GTiff",
-        "width": 8,
-        "height": 10,
-        "count": 3,
-        "dtype": "float32",
-        "crs": "EPSG:32611",
-        "transform": Affine(30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0),
-        "nodata": -9999.0,
-    }
-    with rasterio.open(tmp_path / "in.tif", "w", **profile) as dst:
-        dst.write(cube)
+    rasterio, cube, transform = _write_geotiff(tmp_path / "in.tif")
     (layer,) = ViewerModel().open(tmp_path / "in.tif", plugin="ras2s")
     napari.save_layers(str(tmp_path / "out.tif"), [layer], plugin="ras2s")
     with rasterio.open(tmp_path / "out.tif") as ds:
         assert ds.crs.to_epsg() == 32611
-        assert ds.transform == profile["transform"]
+        assert ds.transform == transform
         assert ds.nodata == -9999.0
         np.testing.assert_array_equal(ds.read(), cube)
 
