@@ -21,7 +21,16 @@ on one real cube, as a fraction of the range mapped to [0, 1], for ``minmax`` (t
 range on both paths) and ``clean`` (the default; the numpy path may take a second pass
 the dask path does not), with each path's MPSNR against the clean cube.
 
+``--one-cube SIDE`` measures one cube's tiles spread over the cluster instead
+(:class:`ras2s.distributed.ClusterTiles`, what ``--dask`` does with one file): a
+``(31, SIDE, SIDE)`` cube tiled from the CAVE cubes, denoised here with 1 torch thread
+and with its tiles on the ``LocalCluster``, with ``--tile``-pixel tiles; besides the
+wall times it prints this process's own CPU time per tile (reading, normalising,
+blending: the share that does not spread, which bounds the speed-up at the network's
+time per tile over it).
+
     python benchmarks/dask_batch.py --files 8 --size 128 --workers 2 --repeats 3 --compare
+    python benchmarks/dask_batch.py --one-cube 768 --tile 256 --workers 2 --repeats 2
 """
 
 from __future__ import annotations
@@ -185,6 +194,67 @@ def compare(weights: str, chunk: int, overlap: int) -> None:
     )
 
 
+def one_cube(args, stack: contextlib.ExitStack) -> None:
+    """One cube: its tiles in this process against its tiles on the cluster."""
+    import torch
+
+    import ras2s
+    from ras2s.batch import DenoiseSettings
+    from ras2s.distributed import ClusterTiles
+    from ras2s.weights import load_model
+
+    rng = np.random.default_rng(0)
+    sources = real_cubes() or [rng.random((31, 256, 256))]
+    side = args.one_cube
+    cube = np.empty((31, side, side), np.float32)
+    for y in range(0, side, 256):
+        for x in range(0, side, 256):
+            block = sources[(y // 256 + x // 256) % len(sources)]
+            h, w = min(256, side - y), min(256, side - x)
+            cube[:, y : y + h, x : x + w] = block[:, :h, :w]
+    cube += rng.normal(0, 0.05, cube.shape).astype(np.float32)
+    torch.set_num_threads(1)
+    model = load_model(args.weights)
+    settings = DenoiseSettings(weights=args.weights, threads=1)
+    started, _ = cluster_runner(stack, settings, args.workers)
+    from distributed import get_client
+
+    runner = ClusterTiles(get_client(), threads=1)
+    options = dict(model=model, tile=args.tile, overlap=args.overlap, normalise="minmax")
+    tiles = []
+    times: dict[str, list[tuple[float, float]]] = {"here": [], "cluster": []}
+    outputs = {}
+    for _ in range(args.repeats):
+        for name, workers in (("here", 1), ("cluster", runner)):
+            wall, cpu = time.perf_counter(), time.process_time()
+            out = ras2s.denoise(
+                cube, **options, tile_workers=workers, on_tile=lambda d, t: tiles.append(t)
+            )
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+            outputs[name] = out
+    count = tiles[-1]
+    print(
+        f"one cube 31 x {side} x {side} (CAVE tiles + noise), {count} tiles of {args.tile} px, "
+        f"weights {args.weights}; cluster of {args.workers} x 1 thread started in {started:.1f} s"
+    )
+    here = min(t[0] for t in times["here"])
+    for name, runs in times.items():
+        best = min(runs)
+        print(
+            f"{name:>8}: best {best[0]:7.2f} s wall, this process's CPU {best[1]:7.2f} s "
+            f"({1000 * best[1] / count:.0f} ms per tile), vs here {here / best[0]:.2f}x; "
+            f"all: {' '.join(f'{w:.1f}' for w, _ in runs)}"
+        )
+    network = here / count
+    client = min(t[1] for t in times["cluster"]) / count
+    diff = float(np.abs(outputs["here"] - outputs["cluster"]).max())
+    print(
+        f"network {network:.2f} s per tile here; the client's own {1000 * client:.0f} ms per "
+        f"tile bounds the speed-up at about {network / max(client, 1e-9):.0f}x; "
+        f"max |here - cluster| {diff:.2e} (range {float(np.ptp(outputs['here'])):.3f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default="default")
@@ -195,7 +265,13 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true")
     parser.add_argument("--chunk", type=int, default=128)
     parser.add_argument("--overlap", type=int, default=32)
+    parser.add_argument("--one-cube", type=int, default=None, metavar="SIDE")
+    parser.add_argument("--tile", type=int, default=256)
     args = parser.parse_args()
+    if args.one_cube:
+        with contextlib.ExitStack() as stack:
+            one_cube(args, stack)
+        return
 
     from ras2s.batch import DenoiseSettings
 

@@ -18,7 +18,7 @@ da = pytest.importorskip("dask.array", reason="dask is not installed (extra: ras
 import ras2s  # noqa: E402
 from ras2s.batch import DenoiseSettings, denoise_serially  # noqa: E402
 from ras2s.cli import main  # noqa: E402
-from ras2s.distributed import denoise_on_cluster, parse_address  # noqa: E402
+from ras2s.distributed import ClusterTiles, denoise_on_cluster, parse_address  # noqa: E402
 from ras2s.errors import InputError  # noqa: E402
 from ras2s.io import read_cube, write_cube  # noqa: E402
 from ras2s.weights import load_model  # noqa: E402
@@ -175,3 +175,74 @@ def test_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, rng, tiny_weight
     assert done.stderr.count("\n") == 1 and done.stdout == "", done.stderr
     assert done.stderr.startswith("ras2s: error: --dask tcp://127.0.0.1:9: no dask scheduler")
     assert not list((tmp_path / "in").glob("*_denoised*"))
+
+
+def _tiles_run(client) -> dict:
+    return client.run(lambda: ras2s.distributed.TILES_RUN)
+
+
+def test_a_cubes_tiles_on_the_cluster_equal_this_process(rng, tiny_weights, cluster):
+    from distributed import Client
+
+    cube = (rng.random((6, 48, 40)) * 900 + 100).astype(np.float32)
+    cube[:, :5, :7] = -1  # nodata, kept off the network and restored
+    options = dict(weights=tiny_weights, tile=24, overlap=8, nodata=-1, normalise="clean")
+    here = ras2s.denoise(cube, **options)
+    report: dict = {}
+    with Client(cluster) as client:
+        before = _tiles_run(client)
+        runner = ClusterTiles(client)
+        assert runner.workers == 2
+        spread = ras2s.denoise(cube, **options, tile_workers=runner, report=report)
+        after = _tiles_run(client)
+    ran = {w: after[w] - before[w] for w in after}
+    assert all(n >= 1 for n in ran.values()), ran  # both workers took tiles
+    assert report["tile_workers"] == 2 and report["tiles_on"].startswith("dask ")
+    np.testing.assert_allclose(spread, here, rtol=0, atol=1e-6 * float(np.ptp(here)))
+    np.testing.assert_array_equal(spread[:, :5, :7], -1)
+
+
+@pytest.mark.parametrize("max_memory", [2 << 30, 200_000])  # in memory; streamed
+def test_one_file_on_the_cluster_is_split_into_tiles(
+    tmp_path, rng, tiny_weights, cluster, max_memory
+):
+    from distributed import Client
+
+    source = tmp_path / "scene.npy"
+    np.save(source, (rng.random((6, 64, 56)) * 900 + 100).astype(np.float32))
+    settings = DenoiseSettings(
+        weights=str(tiny_weights), tile=24, overlap=8, max_memory=max_memory, layout="BHW"
+    )
+    model = load_model(tiny_weights)
+    serial, spread = tmp_path / "serial.npy", tmp_path / "spread.npy"
+    (done,) = denoise_serially([source], [serial], settings, model)
+    assert done.error is None, done.error
+    with Client(cluster) as client:
+        before = _tiles_run(client)
+        (result,) = denoise_on_cluster([source], [spread], settings, client)
+        after = _tiles_run(client)
+    assert result.error is None and result.pid == os.getpid(), result  # written here
+    assert sum(after.values()) - sum(before.values()) >= 12  # 3 x 3 tiles or more
+    a, b = np.load(serial), np.load(spread)
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-6 * float(np.ptp(a)))
+    record = json.loads((tmp_path / "spread.npy.json").read_text())
+    assert record["tiles_on"].startswith("dask ") and record["tile_workers"] == 2
+    assert record["streamed"] is (max_memory < 1 << 20)
+
+
+def test_cli_dask_split_files_or_tiles(tmp_path, rng, tiny_weights, cluster):
+    source = tmp_path / "scene.npy"
+    np.save(source, (rng.random((6, 40, 40)) * 900 + 100).astype(np.float32))
+    common = ["denoise", str(source), "--weights", str(tiny_weights), "--tile", "24", "-q"]
+    common += ["--dask", cluster.scheduler_address]
+    made = {}
+    for split in ("files", "tiles"):
+        target = tmp_path / f"{split}.npy"
+        result = CliRunner().invoke(main, [*common, "-o", str(target), "--dask-split", split])
+        assert result.exit_code == 0, result.output
+        made[split] = json.loads(target.with_name(target.name + ".json").read_text())
+        made[split]["data"] = np.load(target)
+    assert made["files"]["tiles_on"] == "this process"
+    assert made["tiles"]["tiles_on"].startswith("dask ")
+    a, b = made["files"]["data"], made["tiles"]["data"]
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-6 * float(np.ptp(a)))

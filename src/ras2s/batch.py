@@ -321,6 +321,7 @@ def provenance(
                 "tile": done.get("tile"),
                 "overlap": done.get("overlap"),
                 "tile_workers": done.get("tile_workers"),
+                "tiles_on": done.get("tiles_on", "this process"),
             }
         )
     else:

@@ -1,4 +1,4 @@
-"""Many files over a ``dask.distributed`` cluster: ``ras2s denoise FILES --dask ADDRESS``.
+"""Files over a ``dask.distributed`` cluster: ``ras2s denoise FILES --dask ADDRESS``.
 
 :func:`denoise_on_cluster` submits one task per file to the cluster's workers. Each
 task calls :func:`ras2s.batch.denoise_file`, the function ``--workers`` and the serial
@@ -17,9 +17,10 @@ process (:func:`worker_model`) and torch uses ``settings.threads`` threads there
 (``local:N``: 1; a remote worker's default is its environment's, which dask's nanny
 sets to ``OMP_NUM_THREADS=1``: one torch thread per dask thread).
 
-One large file is one task today. Splitting its windows over the cluster needs the
-streaming driver (one window's statistics, one window's denoise, a windowed writer);
-:func:`file_windows` is the hook where that plugs in.
+With fewer files than the cluster has worker threads (one large file, say), the files
+are run here one after the other and each one's tiles go to the workers
+(:class:`ClusterTiles`): the same result as a serial run, written by this process.
+``--dask-split files|tiles`` chooses either way.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = [
     "cluster_client",
     "denoise_on_cluster",
     "denoise_task",
-    "file_windows",
+    "ClusterTiles",
     "parse_address",
     "remember_model",
     "tune_malloc",
@@ -208,19 +209,134 @@ def _ras2s_version() -> str:
     return __version__
 
 
-def file_windows(source: Path, settings: DenoiseSettings) -> None:
-    """HOOK: the windows of one large file as cluster tasks; ``None`` today (one task).
+class ClusterTiles:
+    """The tiles of one cube on a dask cluster's workers: a ``tile_workers`` value.
 
-    When the streaming driver exists (a statistics pass giving the file's range, a
-    function denoising one window of a file with a fixed range, and a windowed output,
-    ``ras2s.io.create_cube(...).write(window, block)``), this returns a plan: the
-    statistics as one task (or a reduction over strips), then one task per group of
-    windows, each writing its own windows into the shared temporary output, and a final
-    task renaming it and writing the sidecar. :func:`denoise_on_cluster` calls it for
-    every file and, while it returns ``None``, sends the whole file as one task.
+    For ``ras2s.denoise(..., tile_workers=ClusterTiles(client))`` and for ``ras2s denoise
+    FILE --dask ADDRESS`` with fewer files than the cluster has worker threads. This
+    process (the client) runs the cube's passes as a serial run does: it reads and
+    normalises each tile, sends it to a worker, which runs the network on it and sends
+    it back, and blends the tiles in order into its own output (in memory, or a scratch
+    file when streamed). So the result is the serial run's (same tile plan, same blend
+    order), nodata, skipped bands, the clean range's second pass and the fallback work
+    as serially, and the output is written by this process alone: the workers need no
+    shared storage. Per tile the input and the output cross the network, float32
+    (8 MiB each for 256 x 256 x 31).
+
+    Parameters
+    ----------
+    client:
+        A connected ``distributed.Client``.
+    threads:
+        PyTorch threads per tile on a worker (``None``: the worker's setting, which a
+        nanny starts at one per dask thread).
+    device:
+        ``"cpu"``; ``"cuda"`` or ``"auto"``: a worker numbered k runs on GPU k modulo
+        the GPUs it sees.
+    in_flight_bytes:
+        Bound on the tiles sent and not yet blended (inputs and outputs, this
+        process's memory): at most two tiles per worker thread, and fewer when they
+        would pass this.
     """
-    del source, settings
-    return None
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        threads: int | None = None,
+        device: str = "cpu",
+        in_flight_bytes: int = 512 << 20,
+    ) -> None:
+        self.client = client
+        self.threads = threads
+        self.device = str(device)
+        self.in_flight_bytes = int(in_flight_bytes)
+        self.workers = max(1, sum(int(n) for n in client.nthreads().values()))
+
+    def open(self, model: Any, band_window: int | None) -> _ClusterMapper:
+        """A mapper running ``model`` (sent once to every worker) on the tiles."""
+        return _ClusterMapper(self, model, band_window)
+
+    def __str__(self) -> str:
+        return f"dask {self.client.scheduler.address} ({self.workers} worker threads)"
+
+
+class _ClusterMapper:
+    """``mapper(fn, blocks)`` over a cluster (``fn`` is ignored: the workers run the model)."""
+
+    def __init__(self, tiles: ClusterTiles, model: Any, band_window: int | None) -> None:
+        import collections
+        import copy
+
+        self._tiles = tiles
+        self._window = band_window
+        self._pending: collections.deque = collections.deque()
+        if next(model.parameters()).device.type != "cpu":  # sent to workers from the CPU
+            model = copy.deepcopy(model).cpu()
+        self._model = tiles.client.scatter(model, broadcast=True, hash=False)
+
+    def __call__(self, fn: Callable, blocks: Iterator[Any]) -> Iterator[Any]:
+        del fn
+        tiles = self._tiles
+        ahead = None
+        for block in blocks:
+            if ahead is None:  # input and output of each tile in flight
+                fits = tiles.in_flight_bytes // max(1, 2 * block.nbytes)
+                ahead = max(1, min(2 * tiles.workers, fits))
+            self._pending.append(
+                tiles.client.submit(
+                    _tile_task,
+                    self._model,
+                    self._window,
+                    tiles.threads,
+                    tiles.device,
+                    block,
+                    pure=False,
+                )
+            )
+            if len(self._pending) >= ahead:
+                yield self._pending.popleft().result()
+        while self._pending:
+            yield self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Cancel the tiles not yet blended and release the model on the workers."""
+        client = self._tiles.client
+        if self._pending:
+            client.cancel(list(self._pending))
+            self._pending.clear()
+        client.cancel([self._model])
+
+
+_ON_DEVICE: dict[tuple[int, str], Any] = {}
+#: Tiles this process ran for :class:`ClusterTiles` (what a worker did, for tests and logs).
+TILES_RUN = 0
+
+
+def _tile_task(
+    model: Any, band_window: int | None, threads: int | None, device: str, block: Any
+) -> Any:
+    """Run on a worker: the network on one normalised ``(bands, h, w)`` float32 tile."""
+    import torch
+
+    from .inference import _run_network
+
+    global TILES_RUN
+    tune_malloc()
+    if threads:
+        torch.set_num_threads(threads)
+    where = _worker_device(device, _worker_rank()[0])
+    if where != "cpu":
+        with _MODELS_LOCK:
+            key = (id(model), where)
+            if key not in _ON_DEVICE:
+                import copy
+
+                _ON_DEVICE[key] = copy.deepcopy(model).to(where)
+            model = _ON_DEVICE[key]
+    out = _run_network(model, torch.device(where), block, band_window)
+    TILES_RUN += 1
+    return out
 
 
 def denoise_task(
@@ -295,28 +411,31 @@ def denoise_on_cluster(
     *,
     preview: Path | None = None,
     notify: Callable[[str], None] | None = None,
+    split: str = "auto",
+    model: Any = None,
 ) -> Iterator[FileResult]:
     """Denoise ``sources`` into ``targets`` on a dask cluster; yield results as they finish.
 
     ``address``: a scheduler address or scheduler file, an int for a local cluster of
     that many worker processes (:func:`parse_address`, :func:`cluster_client`), or a
     ``distributed.Client`` already connected (left open). With a local cluster and
-    ``settings.threads`` unset, torch runs one thread per worker. The largest files are
-    submitted first. ``notify`` gets one-line messages (waiting for workers). A task
+    ``settings.threads`` unset, torch runs one thread per worker. ``notify`` gets
+    one-line messages (waiting for workers).
+
+    ``split`` says what a task is. ``"files"``: one file per task, the largest first;
+    the workers write the outputs, so the paths must be storage every worker sees. A task
     lost with its worker (killed, out of memory, after dask's retries) yields an error
-    result for its file; on an interrupt the pending tasks are cancelled.
+    result for its file. ``"tiles"``: the files one after the other here, each one's
+    tiles spread over the workers (:class:`ClusterTiles`; this process reads and writes
+    the files, ``model`` is its network, loaded here when ``None``). ``"auto"``: tiles
+    when there are fewer files than worker threads and the method is the network, so
+    that one large file uses the whole cluster, else files. On an interrupt the pending
+    tasks are cancelled.
     """
-    from distributed import as_completed
-
-    from .batch import split_between_workers
-
+    if split not in SPLITS:
+        raise InputError(f"--dask-split must be one of {', '.join(SPLITS)}, got {split!r}")
     if isinstance(address, int) and settings.threads is None:
         settings = dataclasses.replace(settings, threads=1)
-    fixed: dict[str, Any] = {"progress": False}
-    if "tile_workers" in {f.name for f in dataclasses.fields(settings)}:
-        fixed["tile_workers"] = 1  # the dask worker is the unit of parallelism: no pool in it
-    settings = dataclasses.replace(settings, **fixed)
-    cwd = os.getcwd()
     with cluster_client(address) as client:
         if not client.scheduler_info().get("workers"):
             if notify is not None:
@@ -324,34 +443,94 @@ def denoise_on_cluster(
                 notify(f"waiting for a dask worker to join the scheduler at {where}")
             client.wait_for_workers(1)
         _check_workers(client)
-        order = split_between_workers(sources, 1)[0]  # largest first
-        futures = {}
-        for i in order:
-            file_windows(sources[i], settings)  # None today: the file is one task
-            future = client.submit(
-                denoise_task,
-                str(sources[i]),
-                str(targets[i]),
-                settings,
-                cwd,
-                None if preview is None else str(preview),
-                pure=False,
-                key=f"ras2s-denoise-{i}-{os.getpid()}-{id(sources)}",
-            )
-            futures[future] = i
-        ranks: dict[str, int] = {}
+        if split == "auto":
+            slots = ClusterTiles(client).workers
+            network = settings.method == "ras2s"
+            split = "tiles" if network and len(sources) < slots else "files"
+        if split == "tiles":
+            if settings.method != "ras2s":
+                raise InputError("--dask-split tiles runs the network; give --method ras2s")
+            yield from _tiles_on_cluster(client, sources, targets, settings, preview, model)
+        else:
+            yield from _files_on_cluster(client, sources, targets, settings, preview)
+
+
+#: What one dask task is: ``denoise_on_cluster(split=...)``, ``--dask-split``.
+SPLITS = ("auto", "files", "tiles")
+
+
+def _tiles_on_cluster(
+    client: Any,
+    sources: list[Path],
+    targets: list[Path],
+    settings: DenoiseSettings,
+    preview: Path | None,
+    model: Any,
+) -> Iterator[FileResult]:
+    """Each file here in turn, its tiles on the cluster's workers (:class:`ClusterTiles`)."""
+    from .batch import denoise_file
+
+    if model is None:
+        model = worker_model(
+            settings.weights, settings.device, settings.precision, download=settings.download
+        )
+    runner = ClusterTiles(client, threads=settings.threads, device=settings.device)
+    here = dataclasses.replace(settings, tile_workers=runner)
+    for source, target in zip(sources, targets, strict=True):
+        error = None
+        found: tuple[str, ...] = ()
         try:
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    result, where = future.result()
-                except Exception as err:  # the task was lost with its worker
-                    detail = " ".join(str(err).split()) or type(err).__name__
-                    message = f"{sources[i]}: the dask task failed: {detail}"
-                    result, where = FileResult(sources[i], targets[i], (), message), ""
-                rank = result.worker
-                if rank < 0:  # a worker without a number: numbered by its first result
-                    rank = ranks.setdefault(where, len(ranks))
-                yield dataclasses.replace(result, source=sources[i], target=targets[i], worker=rank)
-        finally:
-            client.cancel(list(futures))
+            found = denoise_file(source, target, here, model, preview)
+        except Ras2sError as err:
+            error = str(err)
+        except Exception as err:  # a tile lost with its worker, after dask's retries
+            detail = " ".join(str(err).split()) or type(err).__name__
+            error = f"{source}: the dask tiles failed: {detail}"
+        yield FileResult(source, target, found, error, 0, os.getpid())
+
+
+def _files_on_cluster(
+    client: Any,
+    sources: list[Path],
+    targets: list[Path],
+    settings: DenoiseSettings,
+    preview: Path | None,
+) -> Iterator[FileResult]:
+    """One task per file, the largest first; results in the order they finish."""
+    from distributed import as_completed
+
+    from .batch import split_between_workers
+
+    # the dask worker is the unit of parallelism: no progress bars, no tile pool in it
+    settings = dataclasses.replace(settings, progress=False, tile_workers=1)
+    cwd = os.getcwd()
+    order = split_between_workers(sources, 1)[0]  # largest first
+    futures = {}
+    for i in order:
+        future = client.submit(
+            denoise_task,
+            str(sources[i]),
+            str(targets[i]),
+            settings,
+            cwd,
+            None if preview is None else str(preview),
+            pure=False,
+            key=f"ras2s-denoise-{i}-{os.getpid()}-{id(sources)}",
+        )
+        futures[future] = i
+    ranks: dict[str, int] = {}
+    try:
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                result, where = future.result()
+            except Exception as err:  # the task was lost with its worker
+                detail = " ".join(str(err).split()) or type(err).__name__
+                message = f"{sources[i]}: the dask task failed: {detail}"
+                result, where = FileResult(sources[i], targets[i], (), message), ""
+            rank = result.worker
+            if rank < 0:  # a worker without a number: numbered by its first result
+                rank = ranks.setdefault(where, len(ranks))
+            yield dataclasses.replace(result, source=sources[i], target=targets[i], worker=rank)
+    finally:
+        client.cancel(list(futures))

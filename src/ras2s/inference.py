@@ -12,7 +12,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ import torch
 from .cube import check_range, denormalise
 from .errors import DivergenceError, FallbackWarning, InputError
 from .tiling import balanced_tile, run_band_windows, run_tiled, tile_for_budget
+
+if TYPE_CHECKING:
+    from .parallel import TileRunner
 
 GiB = 1 << 30
 DEFAULT_MAX_MEMORY = 2 * GiB
@@ -454,7 +457,7 @@ def denoise(
     band_window: int | str | None = "auto",
     strict: bool = False,
     report: dict[str, Any] | None = None,
-    tile_workers: int | str = 1,
+    tile_workers: int | str | TileRunner = 1,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Denoise a hyperspectral cube with RAS2S.
@@ -541,7 +544,9 @@ def denoise(
         processes at once (:func:`denoise_windows`; 1.19x the throughput on 2 cores).
         The workers are started with ``spawn``, which imports the caller's main module:
         a script must then guard its work with ``if __name__ == "__main__":``.
-        ``ras2s denoise`` uses ``"auto"``.
+        ``ras2s denoise`` uses ``"auto"``. A
+        :class:`ras2s.distributed.ClusterTiles` runs the tiles on a dask cluster's
+        workers instead (the same tiles, blended here in the same order).
 
     Returns
     -------
@@ -629,7 +634,7 @@ def denoise_windows(
     stream: bool = False,
     scratch_dir: str | os.PathLike | None = None,
     on_tile: Callable[[int, int], None] | None = None,
-    tile_workers: int | str = 1,
+    tile_workers: int | str | TileRunner = 1,
 ) -> None:
     """Denoise ``source`` window by window, handing the result to ``write`` in row strips.
 
@@ -665,8 +670,11 @@ def denoise_windows(
         ``"auto"``: as many as PyTorch has threads, when the cube has at least two tiles
         per worker and ``max_memory`` holds two PyTorch runtimes
         (:data:`WORKER_RUNTIME_BYTES`) per worker; each worker then gets an equal share
-        of the budget for its tile. The result is the same either way (tiles are
-        blended in the same order).
+        of the budget for its tile. Or a tile runner: an object with ``workers`` (int)
+        and ``open(model, band_window)`` returning a mapper with ``close()``, such as
+        :class:`ras2s.distributed.ClusterTiles` (the tiles on a dask cluster; its
+        workers hold their tiles, so the budget is this process's alone). The result
+        is the same either way (tiles are blended in the same order).
     """
     from .pipeline import (
         Masks,
@@ -754,8 +762,12 @@ def denoise_windows(
         fixed=4 * box_pixels if stream else None,
     )
     held = 4 * box_pixels if stream else fixed_bytes(kept_shape, dtype)
-    workers = _tile_workers(tile_workers, torch_device, tiles, overlap, kept_shape, max_memory)
-    if workers > 1 and tile is None:  # each worker holds one tile: the budget is shared
+    runner = tile_workers if hasattr(tile_workers, "open") else None  # e.g. a dask cluster
+    if runner is not None:  # its workers hold their tiles in their own memory
+        workers = int(runner.workers)
+    else:
+        workers = _tile_workers(tile_workers, torch_device, tiles, overlap, kept_shape, max_memory)
+    if runner is None and workers > 1 and tile is None:  # each worker holds one tile
         share_memory = (max_memory - held - workers * WORKER_RUNTIME_BYTES) // workers
         shared_tiles, shared_overlap = plan_tiles(
             kept_shape,
@@ -784,7 +796,9 @@ def denoise_windows(
 
     def run(lo: float, hi: float, window: int | None, refine: bool) -> Any:
         pool = None
-        if workers > 1:
+        if runner is not None:
+            pool = runner.open(model, window)
+        elif workers > 1:
             from .parallel import TilePool
 
             pool = TilePool(model, window, workers)
@@ -845,6 +859,8 @@ def denoise_windows(
         _record(report, how, (lo, hi), window, failed, refined)
         if report is not None:
             report.update(tile=tiles, overlap=overlap, streamed=stream, tile_workers=workers)
+            if runner is not None:
+                report["tiles_on"] = str(runner)
         write_output(
             source,
             buffer,

@@ -20,11 +20,29 @@ import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["TilePool", "cpu_workers"]
+__all__ = ["TilePool", "TileRunner", "cpu_workers"]
+
+
+class TileRunner(Protocol):
+    """Where a cube's tiles run when not in this process (e.g. on a dask cluster).
+
+    The ``tile_workers`` argument of :func:`ras2s.denoise` also takes one, such as
+    :class:`ras2s.distributed.ClusterTiles`. ``workers`` counts the tiles it runs at
+    once; ``open(model, band_window)`` returns a mapper as :func:`ras2s.tiling.run_tiled`
+    takes it (``mapper(fn, blocks)`` yields ``model`` run on each block, in order) that
+    also has ``close()``.
+    """
+
+    workers: int
+
+    def open(self, model: Any, band_window: int | None) -> Any:
+        """A mapper running ``model`` on tiles (``band_window`` bands per run)."""
+        ...
+
 
 _NETWORK: Callable[[np.ndarray], np.ndarray] | None = None
 

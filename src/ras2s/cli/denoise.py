@@ -160,11 +160,21 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
     "the outputs, so their paths must be storage every worker sees (docs/scale.md). "
     "Needs ras2s[scale]; not with --workers.",
 )
+@click.option(
+    "--dask-split",
+    type=click.Choice(["auto", "files", "tiles"]),
+    default="auto",
+    show_default=True,
+    help="With --dask: 'files' sends each file to a worker (which writes it); 'tiles' "
+    "runs the files here one after the other with each one's tiles on the workers (the "
+    "serial result; no shared storage needed); 'auto': tiles when there are fewer files "
+    "than worker threads.",
+)
 @options.force
 @options.quiet
 @options.handle_errors
 def denoise(
-    inputs, output, preview, workers, dask_address, method, weights, quiet, **settings
+    inputs, output, preview, workers, dask_address, dask_split, method, weights, quiet, **settings
 ) -> None:
     """Denoise one or more cubes (files, PNG-band folders, or folders of cubes).
 
@@ -222,6 +232,8 @@ def denoise(
             cluster,
             preview=Path(preview) if preview else None,
             notify=lambda line: click.echo(f"ras2s: {line}", err=True),
+            split=dask_split,
+            model=model,
         )
     elif parallel:  # each worker loads its own copy of the model
         results = denoise_in_workers(sources, targets, config, min(workers, len(sources)))
