@@ -26,6 +26,8 @@ Four measurements, each printing figures and ratios measured side by side in one
     python benchmarks/scale.py workers --tiles 8
     python benchmarks/scale.py cube --size 2048 --bands 31
     python benchmarks/scale.py stream --size 1024 --bands 64 --max-memory 256M
+    python benchmarks/scale.py stream --size 5900 --dtype float32 --compare-size 2048 \
+        --max-memory 1G --big-memory 8G --extra "--tile 256 --tile-workers 1 --precision bf16"
 """
 
 from __future__ import annotations
@@ -179,48 +181,99 @@ def bench_cube(args) -> None:
         print(f"{name}: speed-up {a / b:.2f}x; max |diff| to the first {diff:.2e} (range 0..1)")
 
 
-def bench_stream(args) -> None:
-    from ras2s.io import write_cube
+def _texture_strips(bands: int, size: int, rows: int = 256, seed: int = 0):
+    """``real_texture`` made strip by strip: yields ``(row0, (bands, h, size) float32)``.
 
-    folder = Path(tempfile.mkdtemp(prefix="ras2s-stream-"))
-    cube = real_texture(args.bands, args.size)
-    scaled = np.clip(cube * 4000 + 500, 0, 65535).astype(np.uint16)
-    source = folder / "cube.hdr"
-    write_cube(source, scaled)
-    del cube, scaled
-    size = os.path.getsize(folder / "cube.img")
-    voxels = args.bands * args.size * args.size
-    print(f"ENVI {args.bands}x{args.size}x{args.size} uint16: {size / 2**30:.2f} GiB")
+    The same construction (the real cube, with its noise sigma 0.1, tiled with random
+    flips), plus fresh noise sigma 0.05 per strip so that the tiles differ; a cube of
+    several GiB is never held whole, nor its float64 noise.
+    """
+    rng = np.random.default_rng(seed)
+    base = real_texture(min(bands, 31), 256, seed)  # the tile itself, with its noise
+    reps = -(-bands // base.shape[0])
+    base = np.concatenate([base] * reps)[:bands]
+    step = base.shape[1]
+    for y in range(0, size, step):
+        h = min(step, size - y)
+        strip = np.empty((bands, h, size), np.float32)
+        for x in range(0, size, step):
+            block = base[:, :: rng.choice([-1, 1]), :: rng.choice([-1, 1])]
+            w = min(step, size - x)
+            strip[:, :, x : x + w] = block[:, :h, :w]
+        strip += rng.normal(0, 0.05, strip.shape).astype(np.float32)
+        yield y, strip
+
+
+def _write_envi(path: Path, bands: int, size: int, dtype: str) -> None:
+    """A ``(bands, size, size)`` ENVI cube of ``dtype`` written strip by strip."""
+    from ras2s.io import create_cube
+
+    with create_cube(path, (bands, size, size), np.dtype(dtype)) as sink:
+        for y, strip in _texture_strips(bands, size):
+            if np.dtype(dtype).kind in "ui":
+                strip = np.clip(strip * 4000 + 500, 0, 65535).astype(dtype)
+            sink.write((slice(y, y + strip.shape[1]), slice(None)), strip)
+
+
+def _timed_cli(command: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (GiB) of the ``ras2s`` process, exit code."""
+    script = (
+        "import resource, subprocess, sys; "
+        f"r = subprocess.run({command!r}); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+    )
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    peak = int(done.stdout.split()[-1]) / 2**20 if done.stdout.split() else float("nan")
+    if done.returncode:
+        print(done.stderr[-2000:], file=sys.stderr)
+    return wall, peak, done.returncode
+
+
+def bench_stream(args) -> None:
+    """In memory (``--big-memory``) against streamed (``--max-memory``), per voxel.
+
+    With ``--compare-size`` the in-memory run takes a smaller cube of the same texture
+    (a cube of several GiB in memory would need several times its size in RAM and as
+    long again); the ratio is then of the time per voxel, and the outputs are not
+    compared. ``--extra`` passes the same options to both runs (e.g. a fixed
+    ``--tile 256 --tile-workers 1 --precision bf16``).
+    """
+    folder = Path(args.folder or tempfile.mkdtemp(prefix="ras2s-stream-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = args.extra.split()
+    sides = {"in memory": args.compare_size or args.size, "streamed": args.size}
     rows = []
     for name, memory in (("in memory", args.big_memory), ("streamed", args.max_memory)):
+        side = sides[name]
+        source = folder / f"cube-{side}.hdr"
+        if not source.exists():
+            start = time.perf_counter()
+            _write_envi(source, args.bands, side, args.dtype)
+            made = time.perf_counter() - start
+            gib = os.path.getsize(source.with_suffix(".img")) / 2**30
+            shape = f"{args.bands}x{side}x{side} {args.dtype}"
+            print(f"made ENVI {shape}: {gib:.2f} GiB in {made:.0f} s")
+        voxels = args.bands * side * side
         target = folder / f"{name.replace(' ', '_')}.hdr"
         command = _cli(
             str(source), "-o", str(target), "--max-memory", memory,
-            "--threads", str(args.threads), "--force",
+            "--threads", str(args.threads), "--force", *extra,
         )  # fmt: skip
-        script = (
-            "import resource, subprocess, sys; "
-            f"r = subprocess.run({command!r}); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
-        )
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        peak = int(done.stdout.split()[-1]) / 2**20 if done.stdout.split() else float("nan")
-        if done.returncode:
-            print(done.stderr[-2000:], file=sys.stderr)
-        rows.append((name, memory, wall, peak, target))
+        wall, peak, code = _timed_cli(command)
+        rows.append((name, memory, wall / voxels, peak, target))
         print(
-            f"{name:>10} --max-memory {memory:>5}: {wall:7.1f} s, "
-            f"{wall / voxels * 1e6:.3f} us/voxel, peak RSS {peak:.2f} GiB, exit {done.returncode}"
+            f"{name:>10} {args.bands}x{side}x{side} --max-memory {memory:>5}: {wall:7.1f} s, "
+            f"{wall / voxels * 1e6:.3f} us/voxel, peak RSS {peak:.2f} GiB, exit {code}",
+            flush=True,
         )
-    from ras2s.io import read_cube
+    print(f"streamed / in memory, time per voxel: {rows[1][2] / rows[0][2]:.3f}")
+    if sides["in memory"] == sides["streamed"]:
+        from ras2s.io import read_cube
 
-    a, b = (read_cube(r[4]).data.astype(np.int64) for r in rows)
-    print(
-        f"streamed / in memory time: {rows[1][2] / rows[0][2]:.2f}; "
-        f"max |diff| {int(np.abs(a - b).max())} (uint16 levels)"
-    )
+        a, b = (read_cube(r[4]).data.astype(np.float64) for r in rows)
+        print(f"max |diff| between the outputs: {float(np.abs(a - b).max()):.3g}")
 
 
 def main() -> None:
@@ -239,6 +292,10 @@ def main() -> None:
     parser.add_argument("--previous-tile", type=int, default=512)
     parser.add_argument("--max-memory", default="2G")
     parser.add_argument("--big-memory", default="20G")
+    parser.add_argument("--dtype", default="uint16", help="stream: the ENVI cube's dtype")
+    parser.add_argument("--compare-size", type=int, default=None, help="stream: in-memory side")
+    parser.add_argument("--extra", default="", help="stream: options for both runs")
+    parser.add_argument("--folder", default=None, help="stream: where the cubes go (reused)")
     args = parser.parse_args()
     args.sides = [int(s) for s in args.sides.split(",")]
     {"tiles": bench_tiles, "workers": bench_workers, "cube": bench_cube, "stream": bench_stream}[
