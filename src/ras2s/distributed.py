@@ -219,10 +219,11 @@ class ClusterTiles:
     it back, and blends the tiles in order into its own output (in memory, or a scratch
     file when streamed). So the result is the serial run's (same tile plan, same blend
     order; up to the last-bit differences between two processes, which the band
-    recurrence can grow to about 1e-3 of the range at a few voxels), nodata, skipped bands, the clean range's second pass and the fallback work
-    as serially, and the output is written by this process alone: the workers need no
-    shared storage. Per tile the input and the output cross the network, float32
-    (8 MiB each for 256 x 256 x 31).
+    recurrence can grow to about 1e-3 of the range at a few voxels), nodata, skipped
+    bands, the clean range's second pass and the fallback work as serially, and the
+    output is written by this process alone: the workers need no shared storage. Per
+    tile the input and the output cross the network, float32 (8 MiB each for 256 x 256
+    x 31).
 
     Parameters
     ----------
