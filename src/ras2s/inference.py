@@ -86,8 +86,8 @@ def resolve_band_window(band_window: int | str | None, model: torch.nn.Module) -
     ``"auto"`` takes the weights card's ``inference.band_window``: weights trained only
     on short band sequences carry the length they were trained on (``ras2s export``
     writes the patch store's band count), because their recurrence can drift on much
-    longer cubes; weights measured stable on long cubes (the shipped default since step
-    8,200) carry ``null``, and the authors' checkpoint carries nothing: both run the
+    longer cubes; weights measured stable on long cubes (the shipped default since run 2's
+    step 8,200) carry ``null``, and the authors' checkpoint carries nothing: both run the
     whole cube. ``None`` or ``0`` runs the whole cube; an integer must be at least
     ``2 * reach + 1`` (3 for the released architecture).
     """
