@@ -117,7 +117,9 @@ def test_sigterm_is_like_ctrl_c(tmp_path, tiny_weights):
     ("how", "code"), [("ctrl-c", 130), ("sigterm", 143)], ids=["ctrl-c", "sigterm"]
 )
 def test_signal_on_the_parent_stops_every_worker(tmp_path, tiny_weights, how, code):
-    run = Run(tmp_path, tiny_weights, files=40, workers=2)
+    # 400 files: with 40, two workers could finish them all between the first output and
+    # the signal on an idle machine (the run then exits 0; seen once in a fresh-clone CI)
+    run = Run(tmp_path, tiny_weights, files=400, workers=2)
     run.started()
     assert len(run.workers) >= 2, "the workers were not found"
     if how == "ctrl-c":  # the terminal sends SIGINT to the whole foreground group
@@ -131,7 +133,7 @@ def test_signal_on_the_parent_stops_every_worker(tmp_path, tiny_weights, how, co
 
 
 def test_no_worker_writes_after_the_parent_is_killed(tmp_path, tiny_weights):
-    run = Run(tmp_path, tiny_weights, files=40, workers=2)
+    run = Run(tmp_path, tiny_weights, files=400, workers=2)
     run.started()
     assert len(run.workers) >= 2, "the workers were not found"
     run.process.send_signal(signal.SIGKILL)
