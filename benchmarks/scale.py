@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -132,17 +131,6 @@ def bench_workers(args) -> None:
     print(f"throughput ratio: {one / many:.2f}x; max |diff| {diff:.2e}")
 
 
-def _peak_rss_of(command: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (GiB, largest single process of the tree), exit code."""
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    if done.returncode:
-        print(done.stderr[-2000:], file=sys.stderr)
-    return wall, peak, done.returncode
-
-
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "ras2s", "denoise", *args]
 
@@ -167,21 +155,16 @@ def bench_cube(args) -> None:
     results = {}
     for name, extra in runs.items():
         target = folder / f"out-{len(results)}.npy"
-        wall, peak, code = _peak_rss_of(
-            [
-                "/usr/bin/env",
-                *_cli(str(source), "-o", str(target), *common, *extra),
-            ]
-        )
+        wall, peak, code = _timed_cli(_cli(str(source), "-o", str(target), *common, *extra))
         results[name] = (wall, target)
-        print(f"{name:>40}: {wall:7.1f} s  exit {code}")
+        print(f"{name:>40}: {wall:7.1f} s  peak RSS {peak:.2f} GiB  exit {code}")
     (a, ta), *others = results.values()
     for name, (b, tb) in list(results.items())[1:]:
         diff = float(np.abs(np.load(ta) - np.load(tb)).max())
         print(f"{name}: speed-up {a / b:.2f}x; max |diff| to the first {diff:.2e} (range 0..1)")
 
 
-def _texture_strips(bands: int, size: int, rows: int = 256, seed: int = 0):
+def _texture_strips(bands: int, size: int, seed: int = 0):
     """``real_texture`` made strip by strip: yields ``(row0, (bands, h, size) float32)``.
 
     The same construction (the real cube, with its noise sigma 0.1, tiled with random
