@@ -183,13 +183,23 @@ def cluster_client(address: Any) -> Iterator[Any]:
         import dask
 
         wait = dask.config.get("distributed.comm.timeouts.connect")
-        detail = " ".join(str(err).split()) or type(err).__name__
+        detail = _one_line(err)
         raise InputError(
             f"--dask {address}: no dask scheduler answered within {wait} ({detail}); "
             "is it running and reachable from here?"
         ) from None
     with client:
         yield client
+
+
+def _one_line(err: BaseException) -> str:
+    """``err``'s message on one line (its type's name when it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _worker_threads(client: Any) -> int:
+    """The threads of all the workers connected to ``client``'s scheduler (at least 1)."""
+    return max(1, sum(int(n) for n in client.nthreads().values()))
 
 
 def _check_workers(client: Any) -> None:
@@ -253,7 +263,7 @@ class ClusterTiles:
         self.threads = threads
         self.device = str(device)
         self.in_flight_bytes = int(in_flight_bytes)
-        self.workers = max(1, sum(int(n) for n in client.nthreads().values()))
+        self.workers = _worker_threads(client)
 
     def open(self, model: Any, band_window: int | None) -> _ClusterMapper:
         """A mapper running ``model`` (sent once to every worker) on the tiles."""
@@ -446,9 +456,8 @@ def denoise_on_cluster(
             client.wait_for_workers(1)
         _check_workers(client)
         if split == "auto":
-            slots = ClusterTiles(client).workers
             network = settings.method == "ras2s"
-            split = "tiles" if network and len(sources) < slots else "files"
+            split = "tiles" if network and len(sources) < _worker_threads(client) else "files"
         if split == "tiles":
             if settings.method != "ras2s":
                 raise InputError("--dask-split tiles runs the network; give --method ras2s")
@@ -486,7 +495,7 @@ def _tiles_on_cluster(
         except Ras2sError as err:
             error = str(err)
         except Exception as err:  # a tile lost with its worker, after dask's retries
-            detail = " ".join(str(err).split()) or type(err).__name__
+            detail = _one_line(err)
             error = f"{source}: the dask tiles failed: {detail}"
         yield FileResult(source, target, found, error, 0, os.getpid())
 
@@ -527,7 +536,7 @@ def _files_on_cluster(
             try:
                 result, where = future.result()
             except Exception as err:  # the task was lost with its worker
-                detail = " ".join(str(err).split()) or type(err).__name__
+                detail = _one_line(err)
                 message = f"{sources[i]}: the dask task failed: {detail}"
                 result, where = FileResult(sources[i], targets[i], (), message), ""
             rank = result.worker
