@@ -33,6 +33,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError, OutputError, Ras2sError, sigterm_raises
 
@@ -59,7 +60,7 @@ class DenoiseSettings:
     nodata: float | None = None  # None: the file's GDAL_NODATA / ENVI data ignore value
     skip_bands: str | None = None  # "0-4,103-112"; added to the ENVI bbl = 0 bands
     force: bool = False
-    progress: bool = False
+    progress: bool | dict[str, Any] = False  # a dict: tqdm options (ras2s.progress)
     strict: bool = False  # a diverging network is an error, not retried in safer settings
     cog: bool = False  # TIFF outputs as Cloud-Optimized GeoTIFFs
     tile_workers: int | str = 1  # processes running one cube's tiles (CLI: "auto")

@@ -380,8 +380,9 @@ def _run_into(
     :class:`~ras2s.pipeline.Scratch` of the same shape) receives the blended network
     output, still in the normalised units.
     """
-    if isinstance(progress, bool):
-        progress = {"desc": "denoise", "unit": "tile", "leave": False} if progress else False
+    if progress:
+        extra = progress if isinstance(progress, dict) else {}
+        progress = {"desc": "denoise", "unit": "tile", "leave": False, **extra}
     run_tiled(
         prepared,
         functools.partial(_run_network, model, device, band_window=band_window),
@@ -886,7 +887,8 @@ def _pass_bars(
             return None
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc=name, unit="row", leave=False)
+        extra = progress if isinstance(progress, dict) else {}
+        bar = tqdm(total=total, **{"desc": name, "unit": "row", "leave": False, **extra})
 
         def update(rows: int) -> None:
             bar.update(rows)

@@ -189,6 +189,7 @@ def denoise(
     from ..batch import DenoiseSettings, denoise_in_workers, denoise_serially, plan_targets
     from ..inference import resolve_device
     from ..io import check_suffix, expand_inputs
+    from ..progress import progress_setting
     from ..weights import load_model
 
     options.set_threads(settings["threads"])
@@ -221,9 +222,8 @@ def denoise(
         settings["device"] = str(torch_device)
     if settings["sigma"] is not None:
         settings["sigma"] /= 255
-    config = DenoiseSettings(
-        method=method, weights=weights, progress=show and not parallel, **settings
-    )
+    tiles_progress = False if parallel else progress_setting(quiet)  # log lines off a tty
+    config = DenoiseSettings(method=method, weights=weights, progress=tiles_progress, **settings)
     if dask_address is not None:  # each dask worker loads the model once, writes its files
         results = denoise_on_cluster(
             sources,
