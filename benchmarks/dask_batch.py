@@ -13,7 +13,10 @@ same weights:
 The two alternate ``--repeats`` times (so that a burst of outside load hits both).
 Prints the best wall time of each, files/s, megavoxels/s and the ratio (issue 23's
 target: 2 workers >= 1.8x one), every run's time, and the largest difference between
-the two runs' outputs.
+the runs' outputs. A third run, alternated with the two, is the ceiling without dask: a
+plain ``multiprocessing`` pool of ``--workers`` processes x 1 thread, each taking the
+next file (what the machine's cores give to independent processes); the dask run's
+share of it is printed too.
 
 ``--compare`` also measures how the dask array path (``ras2s.denoise`` on a chunked
 dask array: chunks with halos) differs from the numpy path (the whole image, one tile)
@@ -102,6 +105,54 @@ def serial_runner(settings):
         start = time.perf_counter()
         results = list(denoise_serially(sources, targets, settings, model))
         return time.perf_counter() - start, results
+
+    return run
+
+
+_POOL_STATE: dict = {}
+
+
+def _pool_init(weights: str) -> None:
+    """A plain pool process: 1 torch thread, the model loaded before the clock."""
+    import torch
+
+    from ras2s.weights import load_model
+
+    torch.set_num_threads(1)
+    _POOL_STATE["model"] = load_model(weights)
+
+
+def _pool_ready(seconds: float) -> None:
+    time.sleep(seconds)  # holds a process, so that every one of them has started
+
+
+def _pool_file(job) -> None:
+    from ras2s.batch import denoise_file
+
+    source, target, settings = job
+    denoise_file(source, target, settings, _POOL_STATE["model"], None)
+
+
+def pool_runner(stack: contextlib.ExitStack, settings, workers: int):
+    """A plain process pool (no dask): each process takes the next file, 1 thread each.
+
+    What the machine's cores give to independent single-threaded processes, the same
+    dynamic order as the cluster: the ceiling a dask cluster of as many workers can reach.
+    """
+    import multiprocessing
+
+    pool = stack.enter_context(
+        multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_pool_init, initargs=(settings.weights,)
+        )
+    )
+    pool.map(_pool_ready, [0.5] * workers, chunksize=1)
+
+    def run(sources, targets):
+        start = time.perf_counter()
+        jobs = [(s, t, settings) for s, t in zip(sources, targets, strict=True)]
+        list(pool.imap_unordered(_pool_file, jobs, chunksize=1))
+        return time.perf_counter() - start, None
 
     return run
 
@@ -293,23 +344,28 @@ def main() -> None:
         )
         one_run = serial_runner(settings)
         started, many_run = cluster_runner(stack, settings, args.workers)
-        ones, manys = [], []
-        for _ in range(args.repeats):  # alternated: a burst of outside load hits both
+        pool_run = pool_runner(stack, settings, args.workers)
+        pooled = [folder / f"{p.stem}_pool.npy" for p in sources]
+        ones, manys, pools = [], [], []
+        for _ in range(args.repeats):  # alternated: a burst of outside load hits all three
             seconds, results = one_run(sources, serial)
             assert all(r.error is None for r in results), [r.error for r in results]
             ones.append(seconds)
             seconds, results = many_run(sources, spread)
             assert all(r.error is None for r in results), [r.error for r in results]
             manys.append(seconds)
-        one, many = min(ones), min(manys)
+            pools.append(pool_run(sources, pooled)[0])
+        one, many, pool = min(ones), min(manys), min(pools)
         print(
             f"{'run (best of ' + str(args.repeats) + ')':>28} {'seconds':>8} {'files/s':>8} "
             f"{'Mvox/s':>7} {'ratio':>6}  all runs (s)"
         )
         label = f"dask, {args.workers} workers x 1 thread"
+        ceiling = f"no dask: pool of {args.workers} x 1 thread"
         for name, best, runs, ratio in (
             ("serial, 1 process x 1 thread", one, ones, 1.0),
             (label, many, manys, one / many),
+            (ceiling, pool, pools, one / pool),
         ):
             print(
                 f"{name:>28} {best:>8.2f} {args.files / best:>8.3f} {voxels / best / 1e6:>7.3f} "
@@ -317,7 +373,9 @@ def main() -> None:
             )
         print(
             f"cluster start-up (not timed above): {started:.1f} s; "
-            f"max |serial - dask| over the outputs: {max_diff(serial, spread):g} (uint16 units); "
+            f"max |serial - dask| over the outputs: {max_diff(serial, spread):g}, "
+            f"|serial - pool| {max_diff(serial, pooled):g} (uint16 units); "
+            f"dask reaches {pool / many:.2f} of the pool's throughput; "
             f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
         )
     if args.compare:
