@@ -4,7 +4,7 @@ On a terminal tqdm redraws one line in place. When stderr is a file or a pipe (a
 job under SLURM, ``nohup``, ``2> log``) that redrawing would be one endless line of
 carriage returns, so :func:`progress_setting` asks tqdm instead for a plain line at most
 every ``interval`` seconds, nothing at all for a run shorter than that, and the final
-count at the end: ``tiles:  42%|####      | 411/986 [51:10<1:11:37, 7.47s/tile]``.
+count at the end, each in tqdm's form: ``denoise:  P%|bar| done/total [elapsed<ETA, rate]``.
 """
 
 from __future__ import annotations
