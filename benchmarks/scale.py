@@ -1,6 +1,6 @@
 """Throughput and memory at scale: tile size, tile workers, whole cubes, streaming.
 
-Four measurements, each printing figures and ratios measured side by side in one run
+Five measurements, each printing figures and ratios measured side by side in one run
 (docs/scale.md holds the results; state the machine with them):
 
 ``tiles``
@@ -21,11 +21,17 @@ Four measurements, each printing figures and ratios measured side by side in one
     An ENVI cube made from real data, denoised in memory and streamed
     (``--max-memory`` smaller than the cube): peak RSS, time per voxel, ratio, and the
     largest difference between the two outputs.
+``passes``
+    The statistics passes before the network (scan, range with the clean estimate) on
+    an in-memory cube of ``--size``, in row strips of ``--max-memory / 8`` as a
+    streamed run reads them, with 1 and with ``--threads`` threads filtering (wall
+    time, best of ``--repeats``, ratio; the two estimates must be equal).
 
     python benchmarks/scale.py tiles --sides 128,192,256,384,512
     python benchmarks/scale.py workers --tiles 8
     python benchmarks/scale.py cube --size 2048 --bands 31
     python benchmarks/scale.py stream --size 1024 --bands 64 --max-memory 256M
+    python benchmarks/scale.py passes --size 2048 --threads 2 --max-memory 2G
     python benchmarks/scale.py stream --size 5900 --dtype float32 --compare-size 2048 \
         --max-memory 1G --big-memory 8G --extra "--tile 256 --tile-workers 1 --precision bf16"
 """
@@ -259,9 +265,38 @@ def bench_stream(args) -> None:
         print(f"max |diff| between the outputs: {float(np.abs(a - b).max()):.3g}")
 
 
+def bench_passes(args) -> None:
+    """Scan and range passes, strip by strip, with 1 and ``--threads`` filter threads."""
+    from ras2s.cli.options import parse_size
+    from ras2s.inference import strip_plan
+    from ras2s.pipeline import Prepared, scan_missing, scan_range
+
+    cube = real_texture(args.bands, args.size)
+    scan_rows, rows, _ = strip_plan(cube.shape, cube.dtype, parse_size(args.max_memory))
+    keep = range(cube.shape[0])
+    print(f"cube {cube.shape} float32, range strips of {rows} rows, {args.repeats} repeats")
+    found = {}
+    for threads in sorted({1, args.threads}):
+        best = np.inf
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            masks = scan_missing(cube, keep, nodata=None, nan_policy="error", rows=scan_rows)
+            found[threads] = scan_range(
+                Prepared(cube, masks), clean=True, sample=False, rows=rows, threads=threads
+            ).clean
+            best = min(best, time.perf_counter() - start)
+        found.setdefault("time", {})[threads] = best
+        print(f"{threads} thread(s): {best:.2f} s  ({best / cube.size * 1e9:.2f} ns/voxel)")
+    times = found.pop("time")
+    print(
+        f"speed-up {times[1] / times[args.threads]:.2f}x; estimates equal: "
+        f"{len(set(found.values())) == 1} {found[1]}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["tiles", "workers", "cube", "stream"])
+    parser.add_argument("what", choices=["tiles", "workers", "cube", "stream", "passes"])
     parser.add_argument("--weights", default="default")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--bands", type=int, default=31)
@@ -281,9 +316,14 @@ def main() -> None:
     parser.add_argument("--folder", default=None, help="stream: where the cubes go (reused)")
     args = parser.parse_args()
     args.sides = [int(s) for s in args.sides.split(",")]
-    {"tiles": bench_tiles, "workers": bench_workers, "cube": bench_cube, "stream": bench_stream}[
-        args.what
-    ](args)
+    benches = {
+        "tiles": bench_tiles,
+        "workers": bench_workers,
+        "cube": bench_cube,
+        "stream": bench_stream,
+        "passes": bench_passes,
+    }
+    benches[args.what](args)
 
 
 if __name__ == "__main__":

@@ -71,3 +71,14 @@ def test_a_band_reader_replaces_the_cube_bands():
     lo, hi = clean_range(holed, filled)
     assert np.isfinite(lo) and np.isfinite(hi)
     assert (lo, hi) == pytest.approx(clean_range(np.stack([filled(b) for b in range(31)])))
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_the_estimate_on_threads_equals_one_thread_exactly(threads):
+    noisy = add_noise(_scene(bands=12, size=48), "mixture", rng=5)
+    assert clean_range(noisy, threads=threads) == clean_range(noisy)
+    # a block hitting only the first band of the second group: its median of three
+    # with its true neighbours removes it, as on one thread
+    flat = np.full((8, 24, 24), 0.5)
+    flat[4, 6:18, 6:18] = 5.0
+    assert clean_range(flat, threads=2) == clean_range(flat) == pytest.approx((0.5, 0.5))

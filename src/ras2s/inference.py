@@ -195,10 +195,21 @@ def _value_range(
     bands, height, _ = cube.shape
     masks = scan_missing(cube, range(bands), nodata=nodata, nan_policy=nan_policy, rows=height)
     found = scan_range(
-        Prepared(cube, masks), clean=how == "clean", sample=how == "percentile", rows=height
+        Prepared(cube, masks),
+        clean=how == "clean",
+        sample=how == "percentile",
+        rows=height,
+        threads=_filter_threads(),
     )
     lo, hi = _span(how, found)
     return lo, hi, masks.fills
+
+
+def _filter_threads() -> int:
+    """Threads for the clean-range filters: PyTorch's threads, at most the CPUs we have."""
+    from .parallel import cpu_workers
+
+    return max(1, min(torch.get_num_threads(), cpu_workers()))
 
 
 def _normaliser(
@@ -437,6 +448,29 @@ def _tile_workers(
 #: ``denoise_windows``'s passes over the cube read strips of about this share of the
 #: memory budget (each strip's raw block plus its float64 work copies).
 STRIP_SHARE = 8
+
+
+def strip_plan(
+    shape: tuple[int, int, int], dtype: np.dtype, max_memory: int
+) -> tuple[int, int, int]:
+    """Rows per strip of the scan, range and write passes over a streamed cube.
+
+    Each strip costs about ``max_memory / STRIP_SHARE``: the scan holds the raw strip
+    and its masks; the range pass the strip read and filled, plus per filter thread
+    about 7 float64 planes of one band (three median-filtered bands, their median, the
+    box mean, temporaries); the write pass the network output and the mapped result.
+    """
+    from .pipeline import strip_rows
+
+    bands = shape[0]
+    itemsize = np.dtype(dtype).itemsize
+    share = max(1, max_memory // STRIP_SHARE)
+    filter_bytes = _filter_threads() * 7 * 8 / bands
+    return (
+        strip_rows(shape, itemsize + 2, share),
+        strip_rows(shape, 2 * itemsize + 2 + filter_bytes, share),
+        strip_rows(shape, itemsize * 2 + 16, share),
+    )
 
 
 def denoise(
@@ -694,11 +728,9 @@ def denoise_windows(
         raise InputError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
     skip = set(parse_band_list(skip_bands, bands))
     keep = [b for b in range(bands) if b not in skip]
-    share = max(1, max_memory // STRIP_SHARE)
-    whole = height if not stream else None
-    scan_rows = whole or strip_rows(source.shape, dtype.itemsize + 2, share)
-    range_rows = whole or strip_rows(source.shape, dtype.itemsize + 48, share)
-    write_rows = strip_rows(source.shape, dtype.itemsize * 2 + 16, share)
+    scan_rows, range_rows, write_rows = strip_plan(source.shape, dtype, max_memory)
+    if not stream:
+        scan_rows = range_rows = height
     bars = _pass_bars(progress, stream)
     if not keep:
         warnings.warn("every band is marked bad; the cube is returned unchanged", stacklevel=3)
@@ -732,6 +764,7 @@ def denoise_windows(
         sample=how == "percentile",
         rows=range_rows,
         progress=bars("range", prepared.shape[1]),
+        threads=_filter_threads(),
     )
     lo, hi = _span(how, found)
     if hi == lo:
@@ -793,7 +826,7 @@ def denoise_windows(
     tries = _attempts(how, window, len(keep), strict)
     refined: list[float] | None = None
     spans = {how: (lo, hi)}  # a retry in band windows reuses its estimate
-    check_rows = strip_rows(kept_shape, 8, share)
+    check_rows = strip_rows(kept_shape, 8, max(1, max_memory // STRIP_SHARE))
 
     def run(lo: float, hi: float, window: int | None, refine: bool) -> Any:
         pool = None

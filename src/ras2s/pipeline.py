@@ -292,6 +292,7 @@ def scan_range(
     sample: bool,
     rows: int,
     progress: Callable[[int], None] | None = None,
+    threads: int = 1,
 ) -> RangeScan:
     """Pass 2: min/max, the clean range and a percentile sample of ``prepared``.
 
@@ -299,7 +300,8 @@ def scan_range(
     also :func:`ras2s.ranges.clean_range`, strip by strip with
     :data:`~ras2s.ranges.HALO` rows of context (equal to the whole-cube estimate to
     about 1e-15 of the span); ``sample``: the voxels ``cube.reshape(-1)[::step]`` (at
-    most :data:`PERCENTILE_SAMPLE`), float64.
+    most :data:`PERCENTILE_SAMPLE`), float64. ``threads``: threads filtering groups of
+    bands at once for the clean range (the result does not depend on it).
     """
     from .ranges import HALO, clean_range
 
@@ -318,7 +320,7 @@ def scan_range(
         hi = max(hi, float(own.max()))
         if clean:
             strip_lo, strip_hi = clean_range(
-                block, rows=slice(start - halo_start, stop - halo_start)
+                block, rows=slice(start - halo_start, stop - halo_start), threads=threads
             )
             clo, chi = min(clo, strip_lo), max(chi, strip_hi)
         if sample:
