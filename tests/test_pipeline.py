@@ -221,3 +221,39 @@ def test_peak_memory_does_not_grow_with_the_file(tmp_path, tiny_weights):
     small, small_bytes = _peak_rss_of_denoise(tmp_path, tiny_weights, 400)
     large, large_bytes = _peak_rss_of_denoise(tmp_path, tiny_weights, 900)
     assert large - small < 0.5 * (large_bytes - small_bytes), (small, large)
+
+
+@pytest.mark.parametrize("nodata", [None, -1.0, float("nan")])
+def test_scan_cube_in_strips_gives_the_in_memory_figures(rng, tmp_path, nodata):
+    """``ras2s info``'s figures, read strip by strip, equal those of the whole array."""
+    from ras2s.inference import normalisation_range, scan_cube
+    from ras2s.io import open_cube
+
+    cube = (rng.random((5, 90, 40)) * 300 + 20).astype(np.float32)
+    cube[2, 10:13, 5:9] = np.inf
+    if nodata is not None:
+        cube[:, :7] = nodata
+        cube[4, 50, 30] = nodata
+    np.save(tmp_path / "c.npy", cube)
+    with open_cube(tmp_path / "c.npy", layout="BHW") as source:
+        found = scan_cube(source, "clean", nodata=nodata, max_memory=64 << 10)  # ~8 rows
+    valid = np.isfinite(cube) & (True if nodata is None else ~_equal(cube, nodata))
+    assert (found.lo, found.hi) == (cube[valid].min(), cube[valid].max())
+    assert found.nonfinite == np.count_nonzero(~np.isfinite(cube))
+    assert found.left_out == cube.size - np.count_nonzero(valid)
+    how, lo, hi = found.normalise
+    assert how == "clean"
+    expected = normalisation_range(cube, "clean", nodata=nodata)
+    assert (lo, hi) == pytest.approx(expected[1:], rel=1e-12)
+
+
+def _equal(cube, value):
+    return np.isnan(cube) if np.isnan(value) else cube == value
+
+
+def test_scan_cube_of_only_nodata_says_so(tmp_path):
+    from ras2s.inference import scan_cube
+
+    found = scan_cube(np.full((3, 20, 20), -5.0), "minmax", nodata=-5.0)
+    assert found.lo is found.hi is found.normalise is None
+    assert found.left_out == 1200 and "holds only nodata (-5.0)" in found.why

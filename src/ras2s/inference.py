@@ -12,6 +12,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -1180,6 +1181,77 @@ def normalisation_range(
         warnings.simplefilter("ignore")
         lo, hi, _ = _value_range(np.asarray(cube), how, "fill", nodata=nodata)
     return how, lo, hi
+
+
+@dataclass(frozen=True)
+class CubeScan:
+    """What :func:`scan_cube` found in a cube, read strip by strip.
+
+    ``lo``/``hi``: the minimum and maximum of the valid values (None when there are
+    none); ``nonfinite``: NaN/Inf values (nodata NaN included); ``left_out``: values
+    denoising leaves out (nodata and NaN/Inf); ``normalise``: ``(how, lo, hi)`` that
+    :func:`denoise` maps to 0 and 1, or None with ``why`` saying why there is none.
+    """
+
+    lo: float | None
+    hi: float | None
+    nonfinite: int
+    left_out: int
+    normalise: tuple[str, float, float] | None
+    why: str | None = None
+
+
+def scan_cube(
+    source: Any,
+    normalise: str = "auto",
+    model: torch.nn.Module | None = None,
+    *,
+    nodata: float | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    progress: bool | dict[str, Any] = False,
+) -> CubeScan:
+    """Value range, NaN/Inf and nodata counts and the normalisation of a cube, in strips.
+
+    ``source``: ``(bands, H, W)``, an array or anything read by windows
+    (:class:`ras2s.io.CubeSource`): it is read in row strips of about
+    ``max_memory / 8`` (:func:`strip_plan`), as a streamed :func:`denoise` reads it,
+    so a cube larger than memory can be described. The normalisation is computed as
+    :func:`normalisation_range` computes it (NaN/Inf filled, nodata left out).
+    """
+    from .pipeline import Prepared, scan_missing, scan_range
+
+    how = resolve_normalise(normalise, model)
+    bands, height, _ = (int(s) for s in source.shape)
+    scan_rows, range_rows, _ = strip_plan(source.shape, np.dtype(source.dtype), max_memory)
+    bars = _pass_bars(progress, True)
+    with warnings.catch_warnings():  # NaN/Inf are the caller's to report
+        warnings.simplefilter("ignore")
+        masks = scan_missing(
+            source,
+            range(bands),
+            nodata=nodata,
+            nan_policy="fill",
+            rows=scan_rows,
+            progress=bars("scan", height),
+            require_valid=False,
+        )
+    nan_nodata = nodata is not None and math.isnan(nodata)
+    nonfinite = masks.nonfinite + (masks.missing if nan_nodata else 0)
+    left_out = masks.nonfinite + masks.missing
+    if masks.means is not None and not np.isfinite(masks.means).any():
+        what = f"only nodata ({nodata})" if masks.missing else "no finite value"
+        why = f"the cube {tuple(source.shape)} holds {what}"
+        return CubeScan(None, None, nonfinite, left_out, None, why)
+    found = scan_range(
+        Prepared(source, masks),
+        clean=how == "clean",
+        sample=how == "percentile",
+        rows=range_rows,
+        progress=bars("range", masks.box[1] - masks.box[0]),
+        threads=_filter_threads(),
+    )
+    lo, hi = _span(how, found)
+    return CubeScan(found.lo, found.hi, nonfinite, left_out, (how, lo, hi))
 
 
 def denoise_masked(

@@ -122,6 +122,8 @@ class Masks:
         The nodata value (NaN allowed).
     nonfinite : int
         NaN/Inf values that are not nodata (filled when ``fills`` is set).
+    missing : int
+        Values equal to the nodata value (NaN matching NaN).
     """
 
     keep: list[int]
@@ -130,6 +132,7 @@ class Masks:
     means: np.ndarray | None = None
     nodata: float | None = None
     nonfinite: int = 0
+    missing: int = 0
 
 
 def scan_missing(
@@ -140,8 +143,12 @@ def scan_missing(
     nan_policy: str,
     rows: int,
     progress: Callable[[int], None] | None = None,
+    require_valid: bool = True,
 ) -> Masks:
     """Pass 1: nodata, NaN/Inf and the valid box of ``source`` ``(bands, H, W)``.
+
+    With ``require_valid=False`` a cube without any valid value gives its counts
+    (``fills`` None, ``means`` all NaN) instead of the error.
 
     Raises
     ------
@@ -185,18 +192,20 @@ def scan_missing(
             f"the cube {shape} holds {n_bad} NaN or Inf values; pass "
             "nan_policy='fill' (CLI: --nan-policy fill) to replace them by their band's mean"
         )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     if not counts.any():
+        if not require_valid:
+            return Masks(keep, (0, height, 0, width), None, means, nodata, n_bad, n_missing)
         if nodata is not None and n_missing:
             raise InputError(f"the cube {shape} holds only nodata ({nodata})")
         raise InputError(f"the cube {shape} holds no finite value")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     box = (0, height, 0, width)
     if n_missing:
         ys, xs = np.flatnonzero(row_any), np.flatnonzero(col_any)
         box = (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)
     if not (n_missing or n_bad):
-        return Masks(keep, box, None, means, nodata, 0)
+        return Masks(keep, box, None, means, nodata, 0, 0)
     if n_bad:
         warnings.warn(
             f"{n_bad} NaN/Inf values replaced by their band's mean before denoising",
@@ -205,7 +214,7 @@ def scan_missing(
     fills = np.where(np.isfinite(means), means, np.nanmean(means))
     if dtype.kind in "iu":
         fills = np.rint(fills)
-    return Masks(keep, box, fills.astype(dtype), means, nodata, n_bad)
+    return Masks(keep, box, fills.astype(dtype), means, nodata, n_bad, n_missing)
 
 
 class Prepared:

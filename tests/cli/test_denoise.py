@@ -616,3 +616,28 @@ def test_a_classical_method_records_the_normalisation_it_used(runner, tmp_path, 
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "out.npy.json").read_text())
     assert record["method"] == "tv" and record["normalise"] == used
+
+
+def test_info_reads_a_cube_in_strips_never_whole(runner, tmp_path, monkeypatch):
+    """``ras2s info`` on a cube larger than its strips: no read holds the whole cube."""
+    from ras2s.io.dataset import CubeSource
+
+    cube = np.random.default_rng(1).random((8, 200, 64), dtype=np.float32)
+    np.save(tmp_path / "big.npy", cube)
+    largest = []
+    take = CubeSource._take
+
+    def recording(self, key):
+        out = take(self, key)
+        largest.append(out.size)
+        return out
+
+    monkeypatch.setattr(CubeSource, "_take", recording)
+    big = tmp_path / "big.npy"
+    result = _invoke(runner, "info", big, "--layout", "BHW", "--max-memory", "256K", "--json")
+    assert result.exit_code == 0, result.output
+    assert largest and max(largest) < cube.size / 4
+    import json
+
+    fields = json.loads(result.output)
+    assert (fields["min"], fields["max"]) == (float(cube.min()), float(cube.max()))

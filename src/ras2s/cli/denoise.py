@@ -251,50 +251,61 @@ def denoise(
 @options.key
 @options.layout
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--max-memory",
+    type=options.SizeType(),
+    default="2G",
+    show_default=True,
+    help="Memory budget: the cube is read in row strips of about an eighth of it.",
+)
 @options.handle_errors
-def info(path, key, layout, as_json) -> None:
+def info(path, key, layout, as_json, max_memory) -> None:
     """Describe a cube file: format, stored shape, layout, bands, dtype, value range.
 
     The value range and the normalisation leave out the file's nodata value (GDAL_NODATA
     or ENVI 'data ignore value'); the normalisation line says what `ras2s denoise` with
-    the default weights maps to 0 and 1, and how that range was found.
+    the default weights maps to 0 and 1, and how that range was found. The cube is read
+    strip by strip, as a streamed `ras2s denoise` reads it, so any size can be described.
     """
-    import numpy as np
-
-    from ..io import cube_nodata, read_cube
+    from ..inference import scan_cube
+    from ..io import cube_nodata, open_cube
+    from ..progress import progress_setting
+    from ..ranges import describe
     from ..weights import load_model
 
-    cube = read_cube(path, key=key, layout=layout)
-    data = cube.data
-    bands, height, width = data.shape
     default = load_model("default", precision="fp32")
-    nodata = cube_nodata(cube)
-    finite = np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else None
-    valid = finite
-    if nodata is not None and not np.isnan(nodata):
-        valid = (data != nodata) if valid is None else valid & (data != nodata)
-    fields = {
-        "path": str(cube.path),
-        "format": cube.format,
-        "key": cube.key,
-        "stored_layout": cube.layout,
-        "bands": bands,
-        "height": height,
-        "width": width,
-        "dtype": str(data.dtype),
-        "nodata": "none" if nodata is None else f"{nodata:g}",
-        "min": _extreme(np.min, data, valid, np.inf),
-        "max": _extreme(np.max, data, valid, -np.inf),
-        "non_finite": 0 if finite is None else int(data.size - np.count_nonzero(finite)),
-        "default_tiles": _describe_plan(data.shape, data.dtype, default),
-        "normalisation": _describe_normalisation(data, default, nodata),
-        "precision": describe_auto("cpu"),
-    }
-    if nodata is not None:
-        fields["nodata_values"] = (
-            int(data.size - np.count_nonzero(valid)) if valid is not None else 0
+    with open_cube(path, key=key, layout=layout) as cube:  # read in strips, never whole
+        bands, height, width = cube.shape
+        nodata = cube_nodata(cube)
+        found = scan_cube(
+            cube,
+            "auto",
+            default,
+            nodata=nodata,
+            max_memory=max_memory,
+            progress=progress_setting(False),
         )
-    wavelengths = cube.metadata.get("wavelength") if isinstance(cube.metadata, dict) else None
+        fields = {
+            "path": str(cube.path),
+            "format": cube.format,
+            "key": cube.key,
+            "stored_layout": cube.layout,
+            "bands": bands,
+            "height": height,
+            "width": width,
+            "dtype": str(cube.dtype),
+            "nodata": "none" if nodata is None else f"{nodata:g}",
+            "min": found.lo,
+            "max": found.hi,
+            "non_finite": found.nonfinite,
+            "default_tiles": _describe_plan(cube.shape, cube.dtype, default),
+            "normalisation": _describe_normalisation(found, nodata, describe()),
+            "precision": describe_auto("cpu"),
+        }
+        if nodata is not None:
+            fields["nodata_values"] = found.left_out
+        metadata = cube.metadata
+    wavelengths = metadata.get("wavelength") if isinstance(metadata, dict) else None
     if wavelengths:
         fields["wavelengths"] = f"{wavelengths[0]} .. {wavelengths[-1]} ({len(wavelengths)})"
     if as_json:
@@ -304,24 +315,17 @@ def info(path, key, layout, as_json) -> None:
             click.echo(f"{name:>14}: {value}")
 
 
-def _extreme(reduce, data, valid, initial: float) -> float | None:
-    """``reduce`` (np.min / np.max) over the valid values; None when there are none."""
-    if valid is None:
-        return float(reduce(data))
-    return float(reduce(data, where=valid, initial=initial)) if valid.any() else None
+def _describe_normalisation(found, nodata, how_clean: str) -> str:
+    """What ``ras2s denoise`` maps to 0 and 1 with the default weights (``--normalise auto``).
 
-
-def _describe_normalisation(data, model, nodata) -> str:
-    """What ``ras2s denoise`` maps to 0 and 1 with the default weights (``--normalise auto``)."""
-    from ..inference import normalisation_range
-    from ..ranges import describe
-
-    try:
-        how, lo, hi = normalisation_range(data, "auto", model, nodata=nodata)
-    except Ras2sError as err:
-        return f"none possible: {err}"
+    ``found``: :class:`ras2s.inference.CubeScan`; ``how_clean``: the clean estimate's
+    one-line description.
+    """
+    if found.normalise is None:
+        return f"none possible: {found.why}"
+    how, lo, hi = found.normalise
     what = {
-        "clean": f"estimated clean range, {describe()}:",
+        "clean": f"estimated clean range, {how_clean}:",
         "percentile": "0.5th and 99.5th percentiles",
         "minmax": "minimum and maximum",
     }.get(how, "")
