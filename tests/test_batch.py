@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from ras2s.batch import DenoiseSettings, denoise_in_workers, split_between_workers
@@ -70,3 +71,20 @@ def test_worker_processes_are_separate_and_report_bad_files(tmp_path, rng, tiny_
     assert sorted(p.name for p in tmp_path.glob("*_out.mat")) == [
         f"scene{i}_out.mat" for i in range(3)
     ]
+
+
+@pytest.mark.parametrize("strip", [1, 3, 7, 50])
+def test_a_streamed_preview_keeps_every_step_th_pixel_across_strips(monkeypatch, strip):
+    import ras2s.batch as batch
+
+    monkeypatch.setattr(batch, "PREVIEW_SIDE", 12)
+    cube = np.arange(31 * 50 * 36, dtype=np.float32).reshape(31, 50, 36)
+    thumbnail = batch.PreviewStrips(cube)
+    assert thumbnail.step == 5  # 50 rows / 12
+    for start in range(0, 50, strip):
+        rows = slice(start, min(50, start + strip))
+        thumbnail.add(rows, cube[:, rows] * 2)  # the "output" strip
+    picked = list(thumbnail.bands)
+    expected = cube[picked, ::5, ::5]
+    np.testing.assert_array_equal(np.concatenate(thumbnail.before, 1), expected)
+    np.testing.assert_array_equal(np.concatenate(thumbnail.after, 1), expected * 2)

@@ -215,6 +215,7 @@ def _denoise_streamed(
         check_replaceable,
         create_cube,
         cube_nodata,
+        write_atomically,
         write_text_atomically,
     )
 
@@ -239,8 +240,12 @@ def _denoise_streamed(
     ):
         warnings.simplefilter("always")
 
+        thumbnail = None if preview is None else PreviewStrips(opened)
+
         def write(rows: slice, block) -> None:
             sink.write((rows, slice(None)), block)
+            if thumbnail is not None:
+                thumbnail.add(rows, block)
 
         denoise_windows(
             opened,
@@ -250,15 +255,61 @@ def _denoise_streamed(
             scratch_dir=Path(target).parent,
         )
         messages = tuple(str(w.message) for w in caught)
-        if preview is not None:
-            messages += ("no --preview for a streamed cube (larger than half of --max-memory)",)
         record = provenance(opened, target, settings, model, nodata, skip, done, messages)
         with FolderLock(Path(target).parent, what="ras2s denoise"):
             sink.commit()
             write_text_atomically(
                 sidecar_path(target), json.dumps(record, indent=1) + "\n", force=settings.force
             )
+    if thumbnail is not None:
+        write_atomically(preview, thumbnail.write)
     return messages
+
+
+class PreviewStrips:
+    """A streamed run's ``--preview``, gathered from the output strips as written.
+
+    Three bands of every ``step``-th pixel of the output, and the same pixels of the
+    input; ``step`` makes the longer side at most :data:`PREVIEW_SIDE` pixels; only
+    ``3 x (H / step) x (W / step)`` values of each cube are held.
+    """
+
+    def __init__(self, source) -> None:
+        from .report.figures import check_rgb
+
+        bands, height, width = source.shape
+        self.source = source
+        self.bands = check_rgb(None, bands)
+        self.step = max(1, -(-max(height, width) // PREVIEW_SIDE))
+        self.before: list = []
+        self.after: list = []
+
+    def add(self, rows: slice, block) -> None:
+        """Keep the preview's pixels of an output strip ``(bands, h, W)`` at ``rows``."""
+        import numpy as np
+
+        first = rows.start + (-rows.start) % self.step  # the first kept row in the strip
+        if first >= rows.stop:
+            return
+        local = slice(first - rows.start, rows.stop - rows.start, self.step)
+        cols = slice(None, None, self.step)
+        self.after.append(block[list(self.bands), local, cols])
+        kept = slice(first, rows.stop, self.step)
+        self.before.append(np.stack([self.source[b, kept, cols] for b in self.bands]))
+
+    def write(self, path: Path) -> None:
+        """Write the before/after PNG of the gathered pixels to ``path``."""
+        import numpy as np
+
+        from .report import write_preview
+
+        note = f", 1 pixel in {self.step} per side" if self.step > 1 else ""
+        before, after = np.concatenate(self.before, 1), np.concatenate(self.after, 1)
+        write_preview(before, after, path, (0, 1, 2), labels=self.bands, note=note)
+
+
+#: The longer side of a streamed cube's ``--preview``, in pixels (at most).
+PREVIEW_SIDE = 1024
 
 
 def sidecar_path(target: Path) -> Path:

@@ -641,3 +641,23 @@ def test_info_reads_a_cube_in_strips_never_whole(runner, tmp_path, monkeypatch):
 
     fields = json.loads(result.output)
     assert (fields["min"], fields["max"]) == (float(cube.min()), float(cube.max()))
+
+
+def test_a_streamed_cube_gets_its_preview_too(runner, tmp_path, tiny_weights):
+    """Streamed (over half of --max-memory): the same preview as the in-memory run."""
+    from PIL import Image
+
+    cube = np.random.default_rng(3).random((6, 60, 48), dtype=np.float32)
+    np.save(tmp_path / "s.npy", cube)
+    base = ["denoise", tmp_path / "s.npy", "--layout", "BHW", "--weights", tiny_weights, "-q"]
+    base += ["--tile", "32", "--tile-workers", "1", "--threads", "1"]
+    images = {}
+    for name, memory in (("memory", "1G"), ("streamed", "100K")):
+        out, png = tmp_path / f"{name}.npy", tmp_path / f"{name}.png"
+        result = _invoke(runner, *base, "-o", out, "--max-memory", memory, "--preview", png)
+        assert result.exit_code == 0, result.output
+        sidecar = (tmp_path / f"{name}.npy.json").read_text()
+        assert ('"streamed": true' in sidecar) == (name == "streamed")
+        images[name] = np.asarray(Image.open(png)).astype(int)
+    assert images["memory"].shape == images["streamed"].shape
+    assert np.abs(images["memory"] - images["streamed"]).max() <= 1

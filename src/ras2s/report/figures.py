@@ -587,6 +587,8 @@ def write_preview(
     bands: Sequence[int] | None = None,
     *,
     dpi: int = _DPI,
+    labels: Sequence[int] | None = None,
+    note: str = "",
 ) -> Path:
     """Write a before/after false-colour PNG: noisy | denoised.
 
@@ -603,6 +605,11 @@ def write_preview(
         (red, green, blue) band indices.
     dpi : int
         Resolution (each panel 2.4 inches wide).
+    labels : three ints, optional
+        Band numbers for the titles when the cubes hold only some bands of a larger
+        one (default: the indices used).
+    note : str
+        Added to each title (e.g. ``"every 10th pixel"``).
 
     Returns
     -------
@@ -617,6 +624,7 @@ def write_preview(
     for i, (title, cube) in enumerate((("noisy", before), ("denoised", after))):
         ax = _image_axes(fig, i, 2, 1)
         ax.imshow(false_colour(cube, idx, limits=lim), interpolation="nearest")
-        ax.set_title(f"{title}  (bands {idx[0]}, {idx[1]}, {idx[2]})", fontsize=9)
+        shown = tuple(labels) if labels is not None else idx
+        ax.set_title(f"{title}  (bands {shown[0]}, {shown[1]}, {shown[2]}){note}", fontsize=9)
     _save(fig, path)
     return Path(path)
