@@ -77,13 +77,7 @@ def _print_results(results, total: int, parallel: bool, show: bool, quiet: bool)
     help="CPU processes running tiles of one cube at once, one thread each (auto: one per "
     "thread when the cube has at least two tiles per worker; 1: this process's threads).",
 )
-@click.option(
-    "--max-memory",
-    type=options.SizeType(),
-    default="2G",
-    show_default=True,
-    help="Memory budget for input, output and one tile's network memory.",
-)
+@options.max_memory("Memory budget for input, output and one tile's network memory.")
 @options.device
 @options.threads
 @options.precision
@@ -251,13 +245,7 @@ def denoise(
 @options.key
 @options.layout
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option(
-    "--max-memory",
-    type=options.SizeType(),
-    default="2G",
-    show_default=True,
-    help="Memory budget: the cube is read in row strips of about an eighth of it.",
-)
+@options.max_memory("Memory budget: the cube is read in row strips of about an eighth of it.")
 @options.handle_errors
 def info(path, key, layout, as_json, max_memory) -> None:
     """Describe a cube file: format, stored shape, layout, bands, dtype, value range.

@@ -29,6 +29,7 @@ __all__ = [
     "key",
     "keys",
     "layout",
+    "max_memory",
     "nodata",
     "output",
     "output_folder",
@@ -213,6 +214,11 @@ quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bars or me
 def output(help: str, **kwargs) -> Callable:  # noqa: A002 - click's own word
     """``-o/--output``: the one name of every command's output (its help says what it is)."""
     return click.option("-o", "--output", help=help, **kwargs)
+
+
+def max_memory(help: str) -> Callable:  # noqa: A002 - click's own word
+    """``--max-memory SIZE`` (default 2G) with ``help``."""
+    return click.option("--max-memory", type=SizeType(), default="2G", show_default=True, help=help)
 
 
 weights = click.option(
