@@ -557,3 +557,24 @@ def test_a_cube_source_is_an_array_for_window_readers(tmp_path):
             np.testing.assert_array_equal(copy[:, 5:9], data[:, 5:9])
     assert read_cube(out).key == "data"
     assert "closed" in repr(src)
+
+
+def test_a_narrow_window_of_long_rows_reads_its_runs_not_whole_rows(tmp_path, monkeypatch):
+    """Rows of 18 KB, windows of 64 px: one call per run (not 280x the bytes)."""
+    import ras2s.io.raw as raw
+
+    data = np.arange(3 * 12 * 9000, dtype=np.uint16).reshape(3, 12, 9000)
+    np.save(tmp_path / "wide.npy", data)
+    sizes = []
+    real = raw._pread_into
+    monkeypatch.setattr(
+        raw, "_pread_into", lambda fd, buf, at: sizes.append(len(buf)) or real(fd, buf, at)
+    )
+    with open_cube(tmp_path / "wide.npy", layout="BHW") as src:
+        for rows, cols in ((slice(2, 9), slice(100, 164)), (slice(0, 12, 5), slice(8936, 9000))):
+            sizes.clear()
+            np.testing.assert_array_equal(src.read((rows, cols)), data[:, rows, cols])
+            assert max(sizes) == 64 * 2  # each run by itself
+        sizes.clear()
+        np.testing.assert_array_equal(src.read((slice(1, 4), slice(0, 9000, 3))), data[:, 1:4, ::3])
+        assert max(sizes) >= 9000 * 2  # a stepped window: whole rows, then cut
