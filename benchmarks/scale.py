@@ -21,6 +21,13 @@ Five measurements, each printing figures and ratios measured side by side in one
     An ENVI cube made from real data, denoised in memory and streamed
     (``--max-memory`` smaller than the cube): peak RSS, time per voxel, ratio, and the
     largest difference between the two outputs.
+``huge``
+    One streamed ``ras2s denoise`` of a cube larger than this machine's RAM (default
+    31 x 10,200 x 10,200 float64 ENVI, 24.0 GiB, made from real data as for ``stream``
+    and reused when ``--folder`` holds it): wall time, time per voxel, and the peak of the
+    process tree's memory sampled from /proc every ``--sample`` seconds (RSS summed over
+    the processes, which counts the libraries that the tile workers share once per
+    process, and PSS, which shares them out), then ``ras2s info`` on the same file.
 ``passes``
     The statistics passes before the network (scan, range with the clean estimate) on
     an in-memory cube of ``--size``, in row strips of ``--max-memory / 8`` as a
@@ -32,6 +39,8 @@ Five measurements, each printing figures and ratios measured side by side in one
     python benchmarks/scale.py cube --size 2048 --bands 31
     python benchmarks/scale.py stream --size 1024 --bands 64 --max-memory 256M
     python benchmarks/scale.py passes --size 2048 --threads 2 --max-memory 2G
+    python benchmarks/scale.py huge --size 10200 --dtype float64 --folder /data/big \
+        --extra "--precision bf16"
     python benchmarks/scale.py stream --size 5900 --dtype float32 --compare-size 2048 \
         --max-memory 1G --big-memory 8G --extra "--tile 256 --tile-workers 1 --precision bf16"
 """
@@ -265,6 +274,75 @@ def bench_stream(args) -> None:
         print(f"max |diff| between the outputs: {float(np.abs(a - b).max()):.3g}")
 
 
+def _tree_memory(root: int) -> tuple[float, float]:
+    """RSS summed over ``root`` and its descendants, and their summed PSS, in GiB."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    rss = pss = 0
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith(("Rss:", "Pss:")):
+                        kib = int(line.split()[1])
+                        rss += kib * (line[0] == "R")
+                        pss += kib * (line[0] == "P")
+        except OSError:
+            continue
+    return rss / 2**20, pss / 2**20
+
+
+def bench_huge(args) -> None:
+    """A streamed run on a cube larger than RAM, with the process tree's memory sampled."""
+    folder = Path(args.folder or tempfile.mkdtemp(prefix="ras2s-huge-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / f"cube-{args.size}.hdr"
+    if not source.exists():
+        start = time.perf_counter()
+        _write_envi(source, args.bands, args.size, args.dtype)
+        print(f"made ENVI in {time.perf_counter() - start:.0f} s", flush=True)
+    gib = os.path.getsize(source.with_suffix(".img")) / 2**30
+    with open("/proc/meminfo") as f:
+        ram = int(f.readline().split()[1]) / 2**20
+    voxels = args.bands * args.size * args.size
+    shape = f"{args.bands}x{args.size}x{args.size} {args.dtype}"
+    print(f"cube {shape}: {gib:.2f} GiB; RAM {ram:.2f} GiB")
+    target = folder / "streamed.hdr"
+    command = _cli(
+        str(source), "-o", str(target), "--max-memory", args.max_memory,
+        "--threads", str(args.threads), "--force", *args.extra.split(),
+    )  # fmt: skip
+    print(" ".join(command[1:]), flush=True)
+    peak_rss = peak_pss = 0.0
+    start = time.perf_counter()
+    with open(folder / "denoise.stderr", "w") as log:
+        run = subprocess.Popen(command, stderr=log)
+        while run.poll() is None:
+            rss, pss = _tree_memory(run.pid)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+            time.sleep(args.sample)
+    wall = time.perf_counter() - start
+    print(
+        f"streamed: {wall:.0f} s ({wall / 3600:.2f} h), {wall / voxels * 1e6:.3f} us/voxel, "
+        f"peak RSS of the tree {peak_rss:.2f} GiB, peak PSS {peak_pss:.2f} GiB, "
+        f"exit {run.returncode}",
+        flush=True,
+    )
+    info = [sys.executable, "-m", "ras2s", "info", str(source), "--max-memory", args.max_memory]
+    wall, peak, code = _timed_cli(info)
+    print(f"ras2s info: {wall:.0f} s, peak RSS {peak:.2f} GiB, exit {code}")
+
+
 def bench_passes(args) -> None:
     """Scan and range passes, strip by strip, with 1 and ``--threads`` filter threads."""
     from ras2s.cli.options import parse_size
@@ -296,7 +374,7 @@ def bench_passes(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["tiles", "workers", "cube", "stream", "passes"])
+    parser.add_argument("what", choices=["tiles", "workers", "cube", "stream", "huge", "passes"])
     parser.add_argument("--weights", default="default")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--bands", type=int, default=31)
@@ -314,6 +392,7 @@ def main() -> None:
     parser.add_argument("--compare-size", type=int, default=None, help="stream: in-memory side")
     parser.add_argument("--extra", default="", help="stream: options for both runs")
     parser.add_argument("--folder", default=None, help="stream: where the cubes go (reused)")
+    parser.add_argument("--sample", type=float, default=5.0, help="huge: seconds between samples")
     args = parser.parse_args()
     args.sides = [int(s) for s in args.sides.split(",")]
     benches = {
@@ -321,6 +400,7 @@ def main() -> None:
         "workers": bench_workers,
         "cube": bench_cube,
         "stream": bench_stream,
+        "huge": bench_huge,
         "passes": bench_passes,
     }
     benches[args.what](args)
