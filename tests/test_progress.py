@@ -33,6 +33,9 @@ def test_the_setting_follows_the_terminal(monkeypatch):
     setting = progress_setting(quiet=False, interval=30)
     assert isinstance(setting["file"], LogLines)
     assert setting["mininterval"] == setting["delay"] == 30 and setting["leave"] is True
+    # tqdm's monitor thread refreshes a bar whose last line is older than maxinterval:
+    # below the interval it printed a second line 10 s after each one
+    assert setting["maxinterval"] == 30
 
 
 @pytest.mark.parametrize("stream", [False, True])

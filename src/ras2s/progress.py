@@ -48,4 +48,12 @@ def progress_setting(quiet: bool, interval: float = LOG_INTERVAL) -> bool | dict
         return False
     if sys.stderr.isatty():
         return True
-    return {"file": LogLines(), "mininterval": interval, "delay": interval, "leave": True}
+    return {
+        "file": LogLines(),
+        "mininterval": interval,
+        # tqdm's monitor thread forces a refresh every maxinterval (10 s) once a line is
+        # older than that: with the default a slow loop printed pairs of lines 10 s apart
+        "maxinterval": interval,
+        "delay": interval,
+        "leave": True,
+    }
