@@ -22,8 +22,8 @@ Five measurements, each printing figures and ratios measured side by side in one
     (``--max-memory`` smaller than the cube): peak RSS, time per voxel, ratio, and the
     largest difference between the two outputs.
 ``huge``
-    One streamed ``ras2s denoise`` of a cube larger than this machine's RAM (default
-    31 x 10,200 x 10,200 float64 ENVI, 24.0 GiB, made from real data as for ``stream``
+    One streamed ``ras2s denoise`` of a cube larger than this machine's RAM (as measured:
+    31 x 10,300 x 10,300 float64 ENVI, 24.5 GiB, made from real data as for ``stream``
     and reused when ``--folder`` holds it): wall time, time per voxel, and the peak of the
     process tree's memory sampled from /proc every ``--sample`` seconds (RSS summed over
     the processes, which counts the libraries that the tile workers share once per
@@ -39,10 +39,10 @@ Five measurements, each printing figures and ratios measured side by side in one
     python benchmarks/scale.py cube --size 2048 --bands 31
     python benchmarks/scale.py stream --size 1024 --bands 64 --max-memory 256M
     python benchmarks/scale.py passes --size 2048 --threads 2 --max-memory 2G
-    python benchmarks/scale.py huge --size 10200 --dtype float64 --folder /data/big \
-        --extra "--precision bf16"
+    python benchmarks/scale.py huge --size 10300 --dtype float64 --folder /data/big \
+        --max-memory 4G --extra "--precision bf16"
     python benchmarks/scale.py stream --size 5900 --dtype float32 --compare-size 2048 \
-        --max-memory 1G --big-memory 8G --extra "--tile 256 --tile-workers 1 --precision bf16"
+        --max-memory 1G --big-memory 8G --extra "--tile-workers 1 --precision bf16"
 """
 
 from __future__ import annotations
