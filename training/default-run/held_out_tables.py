@@ -29,9 +29,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 TOLERANCE_DB = 0.1
+SAME_NOISY_DB = 0.006  # two-decimal card figures of the same noise draws
 WITHIN_DB = 1.0
 TEXT_FIELDS = ("name", "machine", "data_notes", "description")
 
@@ -57,51 +59,32 @@ def means(rows: list[dict]) -> dict[str, float]:
     return {key: round(sum(row[key] for row in rows) / len(rows), 2) for key in keys}
 
 
-def shifted(row: dict, previous: str, renames: dict[str, str]) -> dict:
-    """The row without older previous-default columns, the current default's moved."""
-    out = {k: v for k, v in row.items() if not k.startswith("previous_default_step")}
-    for current, suffix in renames.items():
-        out[previous + suffix] = row[current]
-    return out
+def new_table(
+    table: dict,
+    cols: dict[str, tuple[str, str]],
+    candidate: Callable[[dict], tuple[float, tuple[float, float]]],
+) -> dict:
+    """A card table with the candidate's scores in the ``cols["new"]`` columns.
 
-
-def new_crop_table(card: dict, scores: dict, previous: str) -> dict:
-    """The card's crop table with the candidate's scores as ``default``."""
-    table = dict(card["held_out_evaluation"])
+    The shipped default's figures move to the ``cols["old"]`` columns and older
+    ``previous_default_step*`` columns are dropped. ``candidate(row)`` gives the
+    candidate's noisy MPSNR for the row's cube and case (it must match the card's: the
+    same noise draws) and its (paper, as run) scores.
+    """
     rows = []
     for row in table["rows"]:
-        new = shifted(row, previous, {"default": "", "default_paper_protocol": "_paper_protocol"})
-        key = (row["cube"], row["case"])
-        noisy = scores[(*key, "noisy")]
-        if abs(noisy - row["noisy"]) > 0.006:
-            raise SystemExit(f"{key}: noisy {noisy:.2f} dB, the card {row['noisy']}: other draws")
-        new["default"] = round(scores[(*key, "ras2s-denoise")], 2)
-        new["default_paper_protocol"] = round(scores[(*key, "ras2s")], 2)
+        noisy, scores = candidate(row)
+        if abs(noisy - row["noisy"]) > SAME_NOISY_DB:
+            raise SystemExit(
+                f"{row['cube']} {row['case']}: noisy {noisy:.2f} dB, the card "
+                f"{row['noisy']}: other noise draws"
+            )
+        new = {k: v for k, v in row.items() if not k.startswith("previous_default_step")}
+        for current, previous, score in zip(cols["new"], cols["old"], scores, strict=True):
+            new[previous] = row[current]
+            new[current] = round(score, 2)
         rows.append(new)
-    table["rows"] = rows
-    table["mean"] = means(rows)
-    return table
-
-
-def new_whole_table(card: dict, scores: dict, previous: str) -> dict:
-    """The card's whole-cube table with the candidate's scores as ``default``."""
-    table = dict(card["held_out_whole_cubes"])
-    rows = []
-    for row in table["rows"]:
-        new = shifted(
-            row,
-            previous,
-            {"default_paper_protocol": "_paper_protocol", "default_as_shipped": "_as_shipped"},
-        )
-        found = scores[(row["cube"], row["case"])]
-        if abs(found["noisy"] - row["noisy"]) > 0.006:
-            raise SystemExit(f"{row['cube']} {row['case']}: noisy differs from the card's")
-        new["default_paper_protocol"] = round(found["none"], 2)
-        new["default_as_shipped"] = round(found["clean"], 2)
-        rows.append(new)
-    table["rows"] = rows
-    table["mean"] = means(rows)
-    return table
+    return {**table, "rows": rows, "mean": means(rows)}
 
 
 def pairs(row: dict, paper: str, run: str) -> str:
@@ -177,9 +160,6 @@ def main() -> None:
     card = json.loads(args.card.read_text())
     old = int(card["training"]["steps"])
     previous = f"previous_default_step{old}"
-    crops = new_crop_table(card, crop_scores(args.eval), previous)
-    whole = new_whole_table(card, whole_scores(args.whole), previous)
-
     crop_cols = {
         "new": ("default_paper_protocol", "default"),
         "old": (previous + "_paper_protocol", previous),
@@ -190,6 +170,20 @@ def main() -> None:
         "old": (previous + "_paper_protocol", previous + "_as_shipped"),
         "authors": ("authors_paper_protocol", "authors_as_shipped"),
     }
+    crop = crop_scores(args.eval)
+    whole_found = whole_scores(args.whole)
+
+    def crop_candidate(row: dict) -> tuple[float, tuple[float, float]]:
+        key = (row["cube"], row["case"])
+        return crop[(*key, "noisy")], (crop[(*key, "ras2s")], crop[(*key, "ras2s-denoise")])
+
+    def whole_candidate(row: dict) -> tuple[float, tuple[float, float]]:
+        found = whole_found[(row["cube"], row["case"])]
+        return found["noisy"], (found["none"], found["clean"])
+
+    crops = new_table(card["held_out_evaluation"], crop_cols, crop_candidate)
+    whole = new_table(card["held_out_whole_cubes"], whole_cols, whole_candidate)
+
     ships = verdict("crops", crops["rows"], crops["mean"], crop_cols)
     ships &= verdict("whole cubes", whole["rows"], whole["mean"], whole_cols)
     rule = f"mean up, no case down more than {TOLERANCE_DB} dB"
