@@ -77,6 +77,19 @@ def store(tmp_path_factory) -> Path:
     return root / "data"
 
 
+@pytest.fixture(scope="session")
+def store6(tmp_path_factory) -> Path:
+    """A second tiny patch store to mix in: 2 train cubes of 6 bands, 8 x 8 patches."""
+    root = tmp_path_factory.mktemp("store6")
+    rng = np.random.default_rng(1)
+    (root / "src").mkdir()
+    for k in range(2):
+        np.save(root / "src" / f"m{k}.npy", rng.random((6, 16, 16)).astype(np.float32))
+    config = PrepareConfig(crop=None, patch=8, scales=(1.0,), strides=(8,), layout="BHW")
+    prepare(root / "src", root / "data", config)
+    return root / "data"
+
+
 def folder_digest(folder: Path) -> dict[str, str]:
     """Every entry under ``folder``: sha256 of a file, ``link->target``, or ``dir``."""
     import hashlib

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ras2s.data import (
     EpochSampler,
+    MixedBatchSampler,
     PatchDataset,
     PrepareConfig,
     augment,
@@ -179,3 +180,54 @@ def test_epoch_sampler_shards_and_reshuffles():
     s = EpochSampler(10, seed=0)
     s.set_epoch(1)
     assert [i for _, i in s] != full and all(e == 1 for e, _ in s)
+
+
+def _mixed(probs, *, rank=0, replicas=1, n=40, batch=4, sizes=(7, 5)):
+    main = EpochSampler(n, seed=3, num_replicas=replicas, rank=rank)
+    return MixedBatchSampler(main, batch, list(sizes), list(probs), seed=3, rank=rank)
+
+
+def test_mixed_batches_come_from_one_store_each_and_keep_the_runs_order():
+    mixed = _mixed([0.3, 0.2])
+    batches = list(mixed)
+    assert len(batches) == len(mixed) == 10
+    assert batches == list(mixed)  # the same epoch draws the same batches
+    own = [i for _, i in EpochSampler(40, seed=3)]
+    stores = []
+    for b, keys in enumerate(batches):
+        store = {s for s, _, _ in keys}
+        assert len(store) == 1 and len(keys) == 4
+        stores.append(store.pop())
+        if stores[-1] == 0:  # the run's own batch b, unchanged
+            assert [i for _, _, i in keys] == own[4 * b : 4 * b + 4]
+        else:  # samples of the mixed-in store, within its size
+            assert all(0 <= i < (7, 5)[stores[-1] - 1] for _, _, i in keys)
+    assert set(stores) == {0, 1, 2}
+    # no mixing: exactly the plain sampler cut into batches
+    plain = [[i for _, _, i in keys] for keys in _mixed([0.0, 0.0])]
+    assert plain == [own[k : k + 4] for k in range(0, 40, 4)]
+
+
+def test_mixed_store_share_follows_its_probability_and_is_the_same_on_every_rank():
+    counts = np.zeros(3)
+    for epoch in range(100):
+        mixed = _mixed([0.25, 0.1], n=400)
+        mixed.sampler.set_epoch(epoch)
+        for keys in mixed:
+            counts[keys[0][0]] += 1
+    share = counts / counts.sum()  # 10,000 batches: binomial sd < 0.005
+    np.testing.assert_allclose(share, [0.65, 0.25, 0.1], atol=0.02)
+    ranks = [list(_mixed([0.5], rank=r, replicas=2, sizes=(9,))) for r in range(2)]
+    assert [k[0][0] for k in ranks[0]] == [k[0][0] for k in ranks[1]]
+    mixed_in = [(a, b) for a, b in zip(*ranks, strict=True) if a[0][0] == 1]
+    assert mixed_in and any(a != b for a, b in mixed_in)  # each rank draws its own samples
+
+
+@pytest.mark.parametrize(
+    "probs, sizes",
+    [([0.7, 0.4], (3, 3)), ([-0.1], (3,)), ([0.5], (0,)), ([0.5, 0.1], (3,))],
+    ids=["sum-above-1", "negative", "empty-store", "count-mismatch"],
+)
+def test_mixed_batch_sampler_rejects_bad_mixes(probs, sizes):
+    with pytest.raises(InputError):
+        MixedBatchSampler(EpochSampler(8), 2, list(sizes), probs)

@@ -190,6 +190,49 @@ def test_resume_gives_the_same_weights(store, tmp_path, augment):
     assert {int(r["step"]) for r in later} == {3, 4}
 
 
+class _BandCounts(L.Callback):
+    """Record the band count of every training batch."""
+
+    def __init__(self) -> None:
+        self.bands: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.bands.append(int(batch.shape[1]))
+
+
+def test_mixed_in_store_reaches_training_and_resumes_exactly(store, store6, tmp_path):
+    from ras2s.train.run import fit
+
+    cfg = dict(max_steps=6, steps_per_epoch=3, mix_stores=((str(store6), 0.5),))
+    seen = _BandCounts()
+    fit(_cfg(store, tmp_path / "full", **cfg), callbacks=(seen,))
+    assert set(seen.bands) == {8, 6}  # batches of both stores, each whole
+    fit(_cfg(store, tmp_path / "split", **cfg), callbacks=(_StopAfterFirstEpoch(),))
+    fit(_cfg(store, tmp_path / "split", **cfg), resume=True)
+    full = _weights(tmp_path / "full/checkpoints/last.ckpt")
+    split = _weights(tmp_path / "split/checkpoints/last.ckpt")
+    for key in full:
+        torch.testing.assert_close(split[key], full[key], rtol=0, atol=1e-6, msg=key)
+    # the same run without mixing trains on the run's own store only, and differs
+    alone = _BandCounts()
+    fit(_cfg(store, tmp_path / "alone", max_steps=6, steps_per_epoch=3), callbacks=(alone,))
+    assert set(alone.bands) == {8}
+    own = _weights(tmp_path / "alone/checkpoints/last.ckpt")
+    assert any(not torch.equal(own[k], full[k]) for k in full)
+
+
+def test_mixed_in_store_too_short_for_band_crop_is_an_error(store, store6, tmp_path):
+    from ras2s.train.run import fit
+
+    cfg = _cfg(
+        store, tmp_path / "run", max_steps=1, band_crop=(7, 8), mix_stores=((str(store6), 0.3),)
+    )
+    with pytest.raises(InputError, match="6 bands per patch, fewer than band_crop"):
+        fit(cfg)
+    with pytest.raises(InputError, match="mix_stores probabilities"):
+        _cfg(store, tmp_path / "run", mix_stores=((str(store6), 0.7), (str(store6), 0.4)))
+
+
 def test_weight_average_resumes_exactly_and_is_what_export_writes(store, tmp_path):
     from ras2s.train.export import export
     from ras2s.train.run import fit

@@ -129,6 +129,27 @@ def test_cli_resume_with_set_keeps_the_runs_own_config(store, tmp_path):
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
+def test_cli_mix_records_the_store_in_config_and_card(store, store6, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(_cli, _tiny_train_args(store, out, "--mix", f"{store6}=0.5", steps=2))
+    assert result.exit_code == 0, result.output
+    assert load_config(out / "config.yaml").mix_stores == ((str(store6), 0.5),)
+    weights = tmp_path / "mixed.pt"
+    result = runner.invoke(_cli, ["export", str(out / "checkpoints/last.ckpt"), "-o", str(weights)])
+    assert result.exit_code == 0, result.output
+    (mixed,) = json.loads(weights.with_suffix(".json").read_text())["data"]["mixed_in"]
+    assert (mixed["store"], mixed["probability"], mixed["bands"]) == (str(store6), 0.5, 6)
+    assert [f["file"] for f in mixed["train_files"]] == ["m0.npy", "m1.npy"]
+    for bad, message in (
+        ("0.5", "STORE=P"),
+        (f"{store6}=x", "STORE=P"),
+        (f"{tmp_path}=0.5", "not a patch store"),
+    ):
+        result = runner.invoke(_cli, _tiny_train_args(store, tmp_path / "bad", "--mix", bad))
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
 def test_cli_prepare_band_mismatch_is_one_line_error(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -148,12 +148,36 @@ def prepare(
     )
 
 
+def _mix_store(item: str) -> tuple[str, float]:
+    """``STORE=P`` -> ``(STORE, P)``; the store must hold a manifest.json."""
+    from ..errors import InputError
+
+    store, sep, prob = item.rpartition("=")
+    try:
+        p = float(prob)
+    except ValueError:
+        p = None
+    if not sep or not store or p is None:
+        raise InputError(f"--mix expects STORE=P, got {item!r}")
+    if not (Path(store) / "manifest.json").is_file():
+        raise InputError(f"--mix {store}: not a patch store (no manifest.json)")
+    return store, p
+
+
 @click.command()
 @click.option(
     "--patches",
     required=True,
     type=click.Path(exists=True, file_okay=False),
     help="A patch store written by `ras2s prepare`.",
+)
+@click.option(
+    "--mix",
+    "mix",
+    multiple=True,
+    metavar="STORE=P",
+    help="Mix in another patch store (repeatable): each training batch comes from STORE "
+    "with probability P (its band count and patch size may differ); config mix_stores.",
 )
 @click.option(
     "--config",
@@ -190,6 +214,7 @@ def prepare(
 @options.handle_errors
 def train(
     patches,
+    mix,
     config_path,
     overrides,
     devices,
@@ -228,6 +253,8 @@ def train(
         "max_steps": max_steps,
         "out": output,
     }
+    if mix:
+        cli["mix_stores"] = [_mix_store(item) for item in mix]
     cfg = apply_overrides(cfg, list(overrides))
     cfg = from_dict({k: v for k, v in cli.items() if v is not None}, cfg)
     trainer, system = fit(cfg, resume=resume, command=["ras2s", *sys.argv[1:]])

@@ -1,8 +1,9 @@
-"""Datasets over a patch store, and a resumable, rank-aware epoch sampler."""
+"""Datasets over patch stores, a resumable, rank-aware epoch sampler and store mixing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,83 @@ class EpochSampler(Sampler):
         order = np.resize(order, total)  # wraps around to pad
         for index in order[self.rank : total : self.num_replicas]:
             yield (self.epoch, int(index))
+
+
+class StorePatches(Dataset):
+    """Several :class:`PatchDataset` s behind one index: items are keyed ``(store, epoch, index)``.
+
+    Store 0 is the run's own (``--patches``); the others are mixed in by
+    :class:`MixedBatchSampler`. Stores may differ in band count and patch size: a batch
+    always comes from one store.
+    """
+
+    def __init__(self, stores: list[PatchDataset]) -> None:
+        if not stores:
+            raise InputError("no patch stores to mix")
+        self.stores = stores
+
+    def __len__(self) -> int:
+        return len(self.stores[0])
+
+    def __getitem__(self, key: tuple[int, int, int]) -> torch.Tensor:
+        store, epoch, index = key
+        return self.stores[store][(epoch, index)]
+
+
+class MixedBatchSampler(Sampler):
+    """Batches of ``(store, epoch, index)`` keys: each batch from one store, drawn per batch.
+
+    The run's own store (0) is walked by ``sampler`` (an :class:`EpochSampler`), cut into
+    batches of ``batch_size`` (the last one shorter, as ``DataLoader``). Batch ``b`` of
+    epoch ``e`` comes from mixed-in store ``s`` (1-based) with probability
+    ``probs[s - 1]``, drawn from ``default_rng([seed, e, b, 1])`` (the same on every
+    rank); its samples are then drawn with replacement from ``default_rng([seed, e, b,
+    2, rank, s])``, and the run's batch is skipped. Everything depends on the epoch,
+    never on the history, so a resumed run sees exactly what an uninterrupted one would.
+
+    ``sizes``: the number of training patches of each mixed-in store; ``probs`` sum to
+    at most 1.
+    """
+
+    def __init__(
+        self,
+        sampler: EpochSampler,
+        batch_size: int,
+        sizes: list[int],
+        probs: list[float],
+        *,
+        seed: int = 0,
+        rank: int = 0,
+    ) -> None:
+        if len(sizes) != len(probs):
+            raise InputError(f"{len(sizes)} mixed-in stores but {len(probs)} probabilities")
+        if any(n < 1 for n in sizes):
+            raise InputError("cannot mix in a store without training patches")
+        if any(p < 0 for p in probs) or sum(probs) > 1 + 1e-9:
+            raise InputError(f"mixing probabilities must be >= 0 and sum to <= 1, got {probs}")
+        self.sampler, self.batch_size = sampler, batch_size
+        self.sizes, self.probs = list(sizes), list(probs)
+        self.seed, self.rank = seed, rank
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def store_of(self, epoch: int, batch: int) -> int:
+        """The store (0: the run's own) that batch ``batch`` of ``epoch`` comes from."""
+        u = np.random.default_rng([self.seed, epoch, batch, 1]).random()
+        edges = np.cumsum(self.probs)
+        return int(np.searchsorted(edges, u, side="right")) + 1 if u < edges[-1] else 0
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        keys = iter(self.sampler)
+        batch = 0
+        while chunk := list(islice(keys, self.batch_size)):
+            epoch = chunk[0][0]
+            store = self.store_of(epoch, batch) if self.probs else 0
+            if store == 0:
+                yield [(0, e, i) for e, i in chunk]
+            else:
+                rng = np.random.default_rng([self.seed, epoch, batch, 2, self.rank, store])
+                picks = rng.integers(self.sizes[store - 1], size=len(chunk))
+                yield [(store, epoch, int(i)) for i in picks]
+            batch += 1

@@ -52,6 +52,11 @@ class TrainConfig:
     intensity_scale: tuple[float, float] | None = None
     intensity_offset: tuple[float, float] = (0.0, 0.0)
     intensity_prob: float = 1.0
+    # further patch stores mixed into training, as (store folder, probability) pairs:
+    # each training batch comes from that store's training patches with that
+    # probability (drawn per batch), else from `data`; the stores may have other band
+    # counts and patch sizes (a batch is never mixed); validation stays `data`'s
+    mix_stores: tuple[tuple[str, float], ...] = ()
     # architecture (RAS2SConfig)
     channels: int = 14
     regions: int = 3
@@ -112,6 +117,13 @@ class TrainConfig:
             raise InputError(f"intensity_offset must be (lo, hi), got {self.intensity_offset}")
         if not 0.0 <= self.intensity_prob <= 1.0:
             raise InputError(f"intensity_prob must be in [0, 1], got {self.intensity_prob}")
+        if any(not 0.0 <= p <= 1.0 for _, p in self.mix_stores) or (
+            sum(p for _, p in self.mix_stores) > 1.0
+        ):
+            raise InputError(
+                f"mix_stores probabilities must lie in [0, 1] and sum to <= 1, got "
+                f"{[p for _, p in self.mix_stores]}"
+            )
         if self.lr_cooldown_steps < 0:
             raise InputError(f"lr_cooldown_steps must be >= 0, got {self.lr_cooldown_steps}")
         if not 0.0 <= self.lr_cooldown_to <= 1.0:

@@ -78,16 +78,8 @@ def build_card(
         m = json.loads(manifest_path.read_text())
         card["data"] = {
             "source_dir": m["source_dir"],
-            "train_files": [
-                {"file": s["file"], "shape": s["shape"], "sha256": s["sha256"]}
-                for s in m["sources"]
-                if s["split"] == "train"
-            ],
-            "held_out_files": [
-                {"file": s["file"], "shape": s["shape"], "sha256": s["sha256"]}
-                for s in m["sources"]
-                if s["split"] == "val"
-            ],
+            "train_files": _files(m, "train"),
+            "held_out_files": _files(m, "val"),
             "patch": m["patch"],
             "bands": m["bands"],
             "band_rule": m["band_rule"],
@@ -99,9 +91,37 @@ def build_card(
             "prepare_command": m.get("command"),
         }
         card["inference"] = sequence_card(int(m["bands"]))
+        mixed = [_mixed_in(store, p) for store, p in cfg.get("mix_stores") or []]
+        if mixed:
+            card["data"]["mixed_in"] = mixed
     if extra:
         card.update(extra)
     return card
+
+
+def _files(manifest: dict, split: str) -> list[dict]:
+    """The source files of one split of a patch store's manifest (name, shape, sha256)."""
+    return [
+        {"file": s["file"], "shape": s["shape"], "sha256": s["sha256"]}
+        for s in manifest["sources"]
+        if s["split"] == split
+    ]
+
+
+def _mixed_in(store: str, probability: float) -> dict:
+    """A mixed-in patch store in the card: its probability and, where readable, its data."""
+    entry: dict = {"store": store, "probability": probability}
+    manifest = Path(store) / "manifest.json"
+    if manifest.is_file():
+        m = json.loads(manifest.read_text())
+        entry.update(
+            train_files=_files(m, "train"),
+            patch=m["patch"],
+            bands=m["bands"],
+            counts=m["counts"],
+            prepare_command=m.get("command"),
+        )
+    return entry
 
 
 def sequence_card(bands: int) -> dict:

@@ -17,8 +17,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import metrics
-from ..data.dataset import EpochSampler, PatchDataset
+from ..data.dataset import EpochSampler, MixedBatchSampler, PatchDataset, StorePatches
 from ..data.prepare import load_manifest
+from ..errors import InputError
 from ..model import RAS2S, RAS2SConfig
 from ..noise import add_noise
 from ..precision import apply_precision
@@ -269,6 +270,7 @@ class PatchDataModule(L.LightningDataModule):
         self.root = Path(config.data)
         self.manifest = load_manifest(self.root)
         self.train_set: PatchDataset | None = None
+        self.mix_sets: list[PatchDataset] = []
         self.val_set: TensorDataset | None = None
         self.noisy_scores: dict[str, float] = {}
 
@@ -276,12 +278,18 @@ class PatchDataModule(L.LightningDataModule):
         """Open the training patches; build the noisy validation set once."""
         cfg = self.cfg
         files = self.manifest["files"]
-        self.train_set = PatchDataset(
-            self.root / files["train"],
-            augment=cfg.augment,
-            spectral_flip=cfg.spectral_flip,
-            seed=cfg.seed,
-        )
+        self.train_set = self._training_patches(self.root, files["train"])
+        self.mix_sets = [
+            self._training_patches(Path(store), load_manifest(Path(store))["files"]["train"])
+            for store, _ in cfg.mix_stores
+        ]
+        if cfg.band_crop is not None:
+            for (store, _), patches in zip(cfg.mix_stores, self.mix_sets, strict=True):
+                if patches.shape[1] < cfg.band_crop[0]:
+                    raise InputError(
+                        f"{store}: {patches.shape[1]} bands per patch, fewer than band_crop "
+                        f"needs ({cfg.band_crop[0]})"
+                    )
         if self.manifest["counts"].get("val", 0) and self.val_set is None:
             val = np.load(self.root / files["val"], mmap_mode="r")
             n = min(cfg.val_max_patches, len(val))
@@ -303,16 +311,38 @@ class PatchDataModule(L.LightningDataModule):
             }
             self.val_set = TensorDataset(torch.from_numpy(noisy), torch.from_numpy(clean))
 
+    def _training_patches(self, root: Path, name: str) -> PatchDataset:
+        cfg = self.cfg
+        return PatchDataset(
+            root / name, augment=cfg.augment, spectral_flip=cfg.spectral_flip, seed=cfg.seed
+        )
+
     def train_dataloader(self) -> DataLoader:
-        """Training batches from an epoch-seeded, rank-sharded sampler."""
+        """Training batches from an epoch-seeded, rank-sharded sampler (and mixed-in stores)."""
         trainer = self.trainer
+        rank = trainer.global_rank if trainer else 0
         sampler = EpochSampler(
             len(self.train_set),
             seed=self.cfg.seed,
             num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
+            rank=rank,
             epoch_fn=(lambda: trainer.current_epoch) if trainer else None,
         )
+        if self.mix_sets:
+            batches = MixedBatchSampler(
+                sampler,
+                self.cfg.batch_size,
+                [len(m) for m in self.mix_sets],
+                [p for _, p in self.cfg.mix_stores],
+                seed=self.cfg.seed,
+                rank=rank,
+            )
+            return DataLoader(
+                StorePatches([self.train_set, *self.mix_sets]),
+                batch_sampler=batches,
+                num_workers=self.cfg.num_workers,
+                persistent_workers=False,
+            )
         return DataLoader(
             self.train_set,
             batch_size=self.cfg.batch_size,
