@@ -18,7 +18,9 @@
 # steps with the learning rate falling linearly from 1e-3 to 0 (lr_cooldown_steps,
 # docs/training.md; the config's step milestones, which lie at fractions of max_steps,
 # are switched off so that the shorter max_steps does not trigger them), for weights to
-# export; the run itself goes on unchanged.
+# export; the run itself goes on unchanged. With RAS2S_MIX=P set (below) either form also
+# mixes in the 31-band CAVE cubes the b64 store leaves out; the branch goes to
+# $WORK/cool-S-N-mixP.
 set -euo pipefail
 
 WORK=${RAS2S_TRAIN_DIR:-/tmp/ras2s_train}
@@ -46,7 +48,24 @@ prepare_store() {
             --exclude testMSI_1,testMSI_2,testMSI_3,chart_and_stuffed_toy_ms_256,cloth_ms_256 \
             --val-list sandiego,hydice --seed 0
     fi
+    if [[ $MIX != 0 && ! -f $WORK/c31/manifest.json ]]; then # 31-band CAVE cubes (--mix)
+        mkdir -p "$WORK/src31"
+        for cube in testMSI_1 testMSI_2 testMSI_3 chart_and_stuffed_toy_ms_256; do
+            ln -sfn "$(readlink -f "$WORK/src/$cube.mat")" "$WORK/src31/$cube.mat"
+        done
+        "$RAS2S" prepare "$WORK/src31" -o "$WORK/c31" --crop 256 --patch 32 \
+            --scales 1,0.5,0.25 --strides 16,16,16 --patch-bands 31 --seed 0
+    fi
 }
+
+# RAS2S_MIX=P: a training batch comes from the 31-band CAVE store with probability P (the
+# lever of docs/training-log.md entry 16; 0, the default: never), with gradient-norm
+# clipping at 1.0 (without it the mixed branch diverged)
+MIX=${RAS2S_MIX:-0}
+MIX_ARGS=()
+if [[ $MIX != 0 ]]; then
+    MIX_ARGS=(--mix "$WORK/c31=$MIX" --set grad_clip=1.0)
+fi
 
 if [[ ${1:-} == --cooldown ]]; then
     STEPS=${2:?--cooldown needs the number of steps}
@@ -54,6 +73,9 @@ if [[ ${1:-} == --cooldown ]]; then
     FROM=${4:-$RUN/checkpoints/last.ckpt}
     STEP=$(step_of "$FROM")
     COOL=$WORK/cool-$STEP-$STEPS
+    if [[ $MIX != 0 ]]; then
+        COOL=$COOL-mix$MIX
+    fi
     if [[ -e $COOL ]]; then
         echo "$COOL exists already" >&2
         exit 1
@@ -67,7 +89,7 @@ if [[ ${1:-} == --cooldown ]]; then
     fi
     prepare_store
     echo "cooldown from step $STEP to $((STEP + STEPS)) with $THREADS thread(s); log: $COOL/train.log"
-    nohup nice -n 19 "$RAS2S" train --patches "$WORK/b64" --config "$HERE/config.yaml" -o "$COOL" \
+    nohup nice -n 19 "$RAS2S" train --patches "$WORK/b64" "${MIX_ARGS[@]}" --config "$HERE/config.yaml" -o "$COOL" \
         --resume --set "threads=$THREADS" --set "max_steps=$((STEP + STEPS))" \
         --set "lr_cooldown_steps=$STEPS" --set "lr_milestones=[]" --set "lr_factors=[]" \
         >>"$COOL/train.log" 2>&1 &
@@ -82,5 +104,5 @@ if [[ ! -f $RUN/checkpoints/last.ckpt ]] ||
     cp "$HERE/last.ckpt" "$RUN/checkpoints/last.ckpt"
 fi
 echo "continuing from step $(step_of "$RUN/checkpoints/last.ckpt") with $THREADS thread(s); log: $RUN/train.log"
-nohup nice -n 19 "$RAS2S" train --patches "$WORK/b64" --config "$HERE/config.yaml" -o "$RUN" \
+nohup nice -n 19 "$RAS2S" train --patches "$WORK/b64" "${MIX_ARGS[@]}" --config "$HERE/config.yaml" -o "$RUN" \
     --resume --set "threads=$THREADS" >>"$RUN/train.log" 2>&1 &
