@@ -231,6 +231,21 @@ def test_mixed_in_store_too_short_for_band_crop_is_an_error(store, store6, tmp_p
         fit(cfg)
     with pytest.raises(InputError, match="mix_stores probabilities"):
         _cfg(store, tmp_path / "run", mix_stores=((str(store6), 0.7), (str(store6), 0.4)))
+    # a store whose cubes are all held out has nothing to mix in: named, before training
+    from ras2s.data import PrepareConfig, prepare
+
+    (tmp_path / "src").mkdir()
+    np.save(tmp_path / "src" / "v.npy", np.random.default_rng(0).random((8, 16, 16), np.float32))
+    empty = tmp_path / "empty"
+    prepare(
+        tmp_path / "src",
+        empty,
+        PrepareConfig(
+            crop=None, patch=8, scales=(1.0,), strides=(8,), layout="BHW", val_list=("v",)
+        ),
+    )
+    with pytest.raises(InputError, match=f"{empty}: no training patches to mix in"):
+        fit(_cfg(store, tmp_path / "run2", max_steps=1, mix_stores=((str(empty), 0.3),)))
 
 
 def test_weight_average_resumes_exactly_and_is_what_export_writes(store, tmp_path):

@@ -283,13 +283,14 @@ class PatchDataModule(L.LightningDataModule):
             self._training_patches(Path(store), load_manifest(Path(store))["files"]["train"])
             for store, _ in cfg.mix_stores
         ]
-        if cfg.band_crop is not None:
-            for (store, _), patches in zip(cfg.mix_stores, self.mix_sets, strict=True):
-                if patches.shape[1] < cfg.band_crop[0]:
-                    raise InputError(
-                        f"{store}: {patches.shape[1]} bands per patch, fewer than band_crop "
-                        f"needs ({cfg.band_crop[0]})"
-                    )
+        for (store, _), patches in zip(cfg.mix_stores, self.mix_sets, strict=True):
+            if len(patches) == 0:
+                raise InputError(f"{store}: no training patches to mix in")
+            if cfg.band_crop is not None and patches.shape[1] < cfg.band_crop[0]:
+                raise InputError(
+                    f"{store}: {patches.shape[1]} bands per patch, fewer than band_crop "
+                    f"needs ({cfg.band_crop[0]})"
+                )
         if self.manifest["counts"].get("val", 0) and self.val_set is None:
             val = np.load(self.root / files["val"], mmap_mode="r")
             n = min(cfg.val_max_patches, len(val))
