@@ -59,35 +59,32 @@ def report_cubes():
     return clean, noisy, {"good": good, "fair": fair}
 
 
+def tiny_store(
+    root: Path, names: list[str], bands: int, seed: int, val_list: tuple[str, ...] = ()
+) -> Path:
+    """A patch store of random ``(bands, 16, 16)`` cubes ``names`` in 8 x 8 patches; its path."""
+    rng = np.random.default_rng(seed)
+    (root / "src").mkdir(parents=True)
+    for name in names:
+        np.save(root / "src" / f"{name}.npy", rng.random((bands, 16, 16)).astype(np.float32))
+    config = PrepareConfig(
+        crop=None, patch=8, scales=(1.0,), strides=(8,), layout="BHW", val_list=val_list
+    )
+    prepare(root / "src", root / "data", config)
+    return root / "data"
+
+
 @pytest.fixture(scope="session")
 def store(tmp_path_factory) -> Path:
     """A tiny patch store: 3 train cubes + 1 val cube of 8 bands, 8 x 8 patches."""
-    root = tmp_path_factory.mktemp("store")
-    rng = np.random.default_rng(0)
-    (root / "src").mkdir()
-    for k in range(4):
-        np.save(root / "src" / f"c{k}.npy", rng.random((8, 16, 16)).astype(np.float32))
-    prepare(
-        root / "src",
-        root / "data",
-        PrepareConfig(
-            crop=None, patch=8, scales=(1.0,), strides=(8,), layout="BHW", val_list=("c3",)
-        ),
-    )
-    return root / "data"
+    names = ["c0", "c1", "c2", "c3"]
+    return tiny_store(tmp_path_factory.mktemp("store"), names, 8, seed=0, val_list=("c3",))
 
 
 @pytest.fixture(scope="session")
 def store6(tmp_path_factory) -> Path:
     """A second tiny patch store to mix in: 2 train cubes of 6 bands, 8 x 8 patches."""
-    root = tmp_path_factory.mktemp("store6")
-    rng = np.random.default_rng(1)
-    (root / "src").mkdir()
-    for k in range(2):
-        np.save(root / "src" / f"m{k}.npy", rng.random((6, 16, 16)).astype(np.float32))
-    config = PrepareConfig(crop=None, patch=8, scales=(1.0,), strides=(8,), layout="BHW")
-    prepare(root / "src", root / "data", config)
-    return root / "data"
+    return tiny_store(tmp_path_factory.mktemp("store6"), ["m0", "m1"], 6, seed=1)
 
 
 def folder_digest(folder: Path) -> dict[str, str]:

@@ -21,6 +21,8 @@ from ras2s.train.noise_schedule import (
     noisy_batch,
 )
 
+from .conftest import tiny_store
+
 pytest.importorskip("lightning")
 import lightning as L  # noqa: E402
 
@@ -232,18 +234,7 @@ def test_mixed_in_store_too_short_for_band_crop_is_an_error(store, store6, tmp_p
     with pytest.raises(InputError, match="mix_stores probabilities"):
         _cfg(store, tmp_path / "run", mix_stores=((str(store6), 0.7), (str(store6), 0.4)))
     # a store whose cubes are all held out has nothing to mix in: named, before training
-    from ras2s.data import PrepareConfig, prepare
-
-    (tmp_path / "src").mkdir()
-    np.save(tmp_path / "src" / "v.npy", np.random.default_rng(0).random((8, 16, 16), np.float32))
-    empty = tmp_path / "empty"
-    prepare(
-        tmp_path / "src",
-        empty,
-        PrepareConfig(
-            crop=None, patch=8, scales=(1.0,), strides=(8,), layout="BHW", val_list=("v",)
-        ),
-    )
+    empty = tiny_store(tmp_path / "held", ["v"], 8, seed=0, val_list=("v",))
     with pytest.raises(InputError, match=f"{empty}: no training patches to mix in"):
         fit(_cfg(store, tmp_path / "run2", max_steps=1, mix_stores=((str(empty), 0.3),)))
 
