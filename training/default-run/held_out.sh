@@ -9,7 +9,11 @@
 #     mixture and iid30, methods ras2s (the paper's protocol) and ras2s-denoise (as
 #     `ras2s denoise` runs the weights) -> OUT_DIR/crops/ (per_image.csv, table.md);
 #   - benchmarks/normalisation.py on the whole cubes, normalise none and clean
-#     -> OUT_DIR/whole.jsonl.
+#     -> OUT_DIR/whole.jsonl;
+# then the stability gate: `ras2s denoise --strict` (the README's command, no fallback)
+# on every whole raw cube of ../shared/data, as tests/test_real_cubes.py runs the shipped
+# default -> OUT_DIR/stability/ and OUT_DIR/stability.log; a divergence fails the script
+# (weights that pass the tables can still diverge on a cube beyond [0, 1]: entry 19).
 # Then: python training/default-run/held_out_tables.py --eval OUT_DIR/crops \
 #           --whole OUT_DIR/whole.jsonl --step N --extra-out extra.json
 set -euo pipefail
@@ -40,4 +44,23 @@ WHOLE=$!
 status=0
 wait $CROPS || { echo "ras2s evaluate failed: see $OUT/crops.log" >&2; status=1; }
 wait $WHOLE || { echo "normalisation.py failed: see $OUT/whole.log" >&2; status=1; }
+
+# The stability gate: the files and the Samson key of tests/test_real_cubes.py.
+mapfile -t RAW < <(find "$DATA" -name '*.mat' ! -name 'jasperRidge2_R198.mat' ! -name 'Samson.mat' | sort)
+SAMSON=$(find "$DATA" -name 'Samson.mat' | head -n 1)
+mkdir -p "$OUT/stability"
+gate=0
+"$RAS2S" denoise "${RAW[@]}" -o "$OUT/stability" --weights "$WEIGHTS" --strict -q \
+    > "$OUT/stability.log" 2>&1 || gate=1
+if [[ -n $SAMSON ]]; then
+    "$RAS2S" denoise "$SAMSON" --key SamSon -o "$OUT/stability" --weights "$WEIGHTS" \
+        --strict -q >> "$OUT/stability.log" 2>&1 || gate=1
+fi
+if ((gate)); then
+    echo "stability gate failed (ras2s denoise --strict on the raw cubes of $DATA):" >&2
+    grep 'error' "$OUT/stability.log" >&2
+    status=1
+else
+    echo "stability gate passed: ${#RAW[@]} raw cubes${SAMSON:+ and Samson}, no divergence" >&2
+fi
 exit $status
