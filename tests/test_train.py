@@ -15,6 +15,7 @@ from ras2s.train.config import TrainConfig, apply_overrides, dump_config, load_c
 from ras2s.train.noise_schedule import (
     cooldown_factor_at,
     crop_bands,
+    intensity_draws,
     lr_factor_at,
     map_intensity,
     noise_kind_at,
@@ -270,6 +271,48 @@ def test_weight_average_resumes_exactly_and_is_what_export_writes(store, tmp_pat
     exported = load_model(weights, precision="fp32").state_dict()
     torch.testing.assert_close(exported[name.removeprefix("model.")], full[name])
     assert "last step" in json.loads(card.read_text())["training"]["exported"]
+
+
+@pytest.mark.parametrize("loss", ["l1", "l2"])
+def test_the_per_scale_loss_weighs_a_brightened_sample_like_one_in_range(store, tmp_path, loss):
+    from ras2s.train.system import RAS2SSystem
+
+    system = RAS2SSystem(_cfg(store, tmp_path, loss=loss))
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(rng.random((3, 5, 6, 6), dtype=np.float32))
+    error = torch.from_numpy(rng.normal(0, 0.1, (3, 5, 6, 6)).astype(np.float32))
+    scales = np.array([1.0, 2.5, 0.6])
+    # sample i's error grows with its scale, as it does for a brightened patch
+    scaled_error = error * torch.tensor(scales, dtype=torch.float32).view(3, 1, 1, 1)
+    output = target + scaled_error
+    weighed = system.per_scale_loss(output, target, scales)
+    plain = system.loss_fn(target + error, target)  # the same errors, every sample at scale 1
+    torch.testing.assert_close(weighed, plain)
+    assert not torch.isclose(system.loss_fn(output, target), plain)  # unweighed: it differs
+    ones = system.per_scale_loss(output, target, np.ones(3))
+    torch.testing.assert_close(ones, system.loss_fn(output, target))
+
+
+def test_a_run_with_the_per_scale_loss_trains_and_logs_a_finite_loss(store, tmp_path):
+    from ras2s.train.run import fit
+
+    cfg = _cfg(
+        store, tmp_path, max_steps=2, intensity_scale=(0.5, 3.0), intensity_loss_per_scale=True
+    )
+    fit(cfg)
+    rows = list(csv.DictReader((tmp_path / "logs/metrics.csv").open()))
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert losses and all(np.isfinite(losses))
+
+
+def test_intensity_draws_are_the_map_of_map_intensity():
+    clean = np.random.default_rng(1).random((6, 2, 3, 3), dtype=np.float32)
+    scales, offsets = intensity_draws(6, (0.5, 3.0), (-0.2, 0.2), 0.5, np.random.default_rng(4))
+    mapped = map_intensity(clean, (0.5, 3.0), (-0.2, 0.2), 0.5, np.random.default_rng(4))
+    np.testing.assert_allclose(
+        mapped, offsets[:, None, None, None] + scales[:, None, None, None] * clean, rtol=1e-6
+    )
+    assert ((scales == 1.0) == (offsets == 0.0)).all() and (scales != 1.0).any()
 
 
 def test_weight_average_follows_its_formula_and_can_be_switched_on_at_resume(store, tmp_path):

@@ -20,7 +20,10 @@
 # are switched off so that the shorter max_steps does not trigger them), for weights to
 # export; the run itself goes on unchanged. With RAS2S_MIX=P set (below) either form also
 # mixes in the 31-band CAVE cubes the b64 store leaves out; the branch goes to
-# $WORK/cool-S-N-mixP.
+# $WORK/cool-S-N-mixP. With RAS2S_BRANCH_SET="key=value ..." the cooldown also overrides
+# those config fields (a recipe lever measured on a branch, e.g.
+# RAS2S_BRANCH_SET="intensity_scale=[0.6,4.0]"); the branch goes to
+# $WORK/cool-S-N-$RAS2S_BRANCH_TAG (the tag is required with it).
 set -euo pipefail
 
 WORK=${RAS2S_TRAIN_DIR:-/tmp/ras2s_train}
@@ -76,6 +79,13 @@ if [[ ${1:-} == --cooldown ]]; then
     if [[ $MIX != 0 ]]; then
         COOL=$COOL-mix$MIX
     fi
+    BRANCH_ARGS=()
+    if [[ -n ${RAS2S_BRANCH_SET:-} ]]; then
+        COOL=$COOL-${RAS2S_BRANCH_TAG:?RAS2S_BRANCH_SET needs RAS2S_BRANCH_TAG (the folder suffix)}
+        for field in $RAS2S_BRANCH_SET; do
+            BRANCH_ARGS+=(--set "$field")
+        done
+    fi
     if [[ -e $COOL ]]; then
         echo "$COOL exists already" >&2
         exit 1
@@ -92,7 +102,7 @@ if [[ ${1:-} == --cooldown ]]; then
     nohup nice -n 19 "$RAS2S" train --patches "$WORK/b64" "${MIX_ARGS[@]}" --config "$HERE/config.yaml" -o "$COOL" \
         --resume --set "threads=$THREADS" --set "max_steps=$((STEP + STEPS))" \
         --set "lr_cooldown_steps=$STEPS" --set "lr_milestones=[]" --set "lr_factors=[]" \
-        >>"$COOL/train.log" 2>&1 &
+        "${BRANCH_ARGS[@]}" >>"$COOL/train.log" 2>&1 &
     exit 0
 fi
 THREADS=${1:-1}

@@ -52,6 +52,10 @@ class TrainConfig:
     intensity_scale: tuple[float, float] | None = None
     intensity_offset: tuple[float, float] = (0.0, 0.0)
     intensity_prob: float = 1.0
+    # divide each sample's loss by its intensity scale (by its square for l2), so that a
+    # brightened sample weighs in the loss as much as one left in [0, 1] (the L1 error
+    # of a sample grows with its scale); docs/training-log.md entry 20
+    intensity_loss_per_scale: bool = False
     # further patch stores mixed into training, as (store folder, probability) pairs:
     # each training batch comes from that store's training patches with that
     # probability (drawn per batch), else from `data`; the stores may have other band

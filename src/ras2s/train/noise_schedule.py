@@ -92,6 +92,34 @@ def crop_bands(clean: np.ndarray, lo: int, hi: int, rng: np.random.Generator) ->
     return np.stack([sample[s : s + k] for sample, s in zip(clean, starts, strict=True)])
 
 
+def intensity_draws(
+    n: int,
+    scale: tuple[float, float],
+    offset: tuple[float, float],
+    prob: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(scales, offsets)``, float64 ``(n,)``: the per-sample map of :func:`map_intensity`.
+
+    With probability ``prob`` per sample, ``scale`` is drawn log-uniformly from
+    ``scale = (lo, hi)`` and ``offset`` uniformly from ``offset = (lo, hi)``; the other
+    samples get scale 1 and offset 0. Every draw is made for every sample (whether
+    mapped or not), so the generator's state after the call does not depend on the
+    outcomes.
+    """
+    keep = rng.random(n) >= prob
+    scales = np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]), n))
+    offsets = rng.uniform(offset[0], offset[1], n)
+    scales[keep], offsets[keep] = 1.0, 0.0
+    return scales, offsets
+
+
+def apply_intensity(clean: np.ndarray, scales: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``offsets[i] + scales[i] * clean[i]`` for each sample of ``(N, B, H, W)``, float32."""
+    shape = (clean.shape[0],) + (1,) * (clean.ndim - 1)
+    return (offsets.reshape(shape) + scales.reshape(shape) * clean).astype(np.float32)
+
+
 def map_intensity(
     clean: np.ndarray,
     scale: tuple[float, float],
@@ -101,15 +129,7 @@ def map_intensity(
 ) -> np.ndarray:
     """Map each sample of ``clean`` ``(N, B, H, W)`` to ``offset + scale * x``, float32.
 
-    With probability ``prob`` per sample, ``scale`` is drawn log-uniformly from
-    ``scale = (lo, hi)`` and ``offset`` uniformly from ``offset = (lo, hi)``; the other
-    samples are kept. Every draw is made for every sample (whether mapped or not), so the
-    generator's state after the call does not depend on the outcomes.
+    The per-sample ``scale`` and ``offset`` are :func:`intensity_draws` from ``rng``.
     """
-    n = clean.shape[0]
-    keep = rng.random(n) >= prob
-    scales = np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]), n))
-    offsets = rng.uniform(offset[0], offset[1], n)
-    scales[keep], offsets[keep] = 1.0, 0.0
-    shape = (n,) + (1,) * (clean.ndim - 1)
-    return (offsets.reshape(shape) + scales.reshape(shape) * clean).astype(np.float32)
+    draws = intensity_draws(clean.shape[0], scale, offset, prob, rng)
+    return apply_intensity(clean, *draws)

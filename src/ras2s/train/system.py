@@ -25,10 +25,11 @@ from ..noise import add_noise
 from ..precision import apply_precision
 from .config import TrainConfig, from_dict
 from .noise_schedule import (
+    apply_intensity,
     cooldown_factor_at,
     crop_bands,
+    intensity_draws,
     lr_factor_at,
-    map_intensity,
     noise_kind_at,
     noisy_batch,
 )
@@ -139,23 +140,43 @@ class RAS2SSystem(L.LightningModule):
             crop_rng = np.random.default_rng([self.cfg.seed, self.global_step, self.global_rank, 2])
             clean_np = crop_bands(clean_np, *self.cfg.band_crop, crop_rng)
             clean = torch.from_numpy(clean_np).to(clean.device, clean.dtype)
+        scales = None
         if self.cfg.intensity_scale is not None:
             gain_rng = np.random.default_rng([self.cfg.seed, self.global_step, self.global_rank, 3])
-            clean_np = map_intensity(
-                clean_np,
-                self.cfg.intensity_scale,
-                self.cfg.intensity_offset,
-                self.cfg.intensity_prob,
-                gain_rng,
+            cfg = self.cfg
+            n = clean_np.shape[0]
+            draws = intensity_draws(
+                n, cfg.intensity_scale, cfg.intensity_offset, cfg.intensity_prob, gain_rng
             )
+            clean_np = apply_intensity(clean_np, *draws)
             clean = torch.from_numpy(clean_np).to(clean.device, clean.dtype)
+            scales = draws[0]
         noisy = noisy_batch(clean_np, kind, rng)
         noisy = torch.from_numpy(noisy).to(clean.device, clean.dtype)
-        loss = self.loss_fn(self.model(noisy), clean)
+        if scales is not None and self.cfg.intensity_loss_per_scale:
+            loss = self.per_scale_loss(self.model(noisy), clean, scales)
+        else:
+            loss = self.loss_fn(self.model(noisy), clean)
         self.log("train/loss", loss, prog_bar=True, batch_size=clean.shape[0])
         self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=clean.shape[0])
         self.log("noise_stage", float(self._stage_index(kind)), batch_size=clean.shape[0])
         return loss
+
+    def per_scale_loss(
+        self, output: torch.Tensor, target: torch.Tensor, scales: np.ndarray
+    ) -> torch.Tensor:
+        """The batch loss with each sample's loss divided by its intensity ``scales``.
+
+        ``output`` and ``target`` ``(N, B, H, W)``; ``scales`` ``(N,)`` positive. L1: the
+        mean absolute error of sample ``i`` divided by ``scales[i]``; l2: the mean squared
+        error divided by ``scales[i] ** 2``; then the mean over samples (equal sample
+        sizes, so with every scale 1 this is the plain loss).
+        """
+        error = (output - target).float()
+        power = 1 if self.cfg.loss == "l1" else 2
+        per_sample = error.abs().pow(power).flatten(1).mean(dim=1)
+        weights = torch.as_tensor(scales, dtype=per_sample.dtype, device=per_sample.device)
+        return (per_sample / weights.pow(power)).mean()
 
     def on_train_start(self) -> None:
         """Start the training wall clock."""
