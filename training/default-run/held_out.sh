@@ -13,7 +13,8 @@
 # then the stability gate: `ras2s denoise --strict` (the README's command, no fallback)
 # on every whole raw cube of ../shared/data, as tests/test_real_cubes.py runs the shipped
 # default -> OUT_DIR/stability/ and OUT_DIR/stability.log; a divergence fails the script
-# (weights that pass the tables can still diverge on a cube beyond [0, 1]: entry 19).
+# (weights that pass the tables can still diverge on a cube beyond [0, 1]: entry 19),
+# and OUT_DIR/headroom.log: how far beyond [0, 1] they hold on the ABU urban cubes.
 # Then: python training/default-run/held_out_tables.py --eval OUT_DIR/crops \
 #           --whole OUT_DIR/whole.jsonl --step N --extra-out extra.json
 set -euo pipefail
@@ -56,6 +57,12 @@ if [[ -n $SAMSON ]]; then
     "$RAS2S" denoise "$SAMSON" --key SamSon -o "$OUT/stability" --weights "$WEIGHTS" \
         --strict -q >> "$OUT/stability.log" 2>&1 || gate=1
 fi
+# The headroom (information, not a gate): the ceiling up to which the weights hold on the
+# two ABU urban cubes that reach furthest beyond [0, 1] (benchmarks/headroom.py)
+"$PYTHON" benchmarks/headroom.py --weights "$WEIGHTS" --ceilings 2,3,4,6 \
+    --data "$DATA/ABU/abu-urban-2.mat" --data "$DATA/ABU/abu-urban-4.mat" \
+    > "$OUT/headroom.log" 2>&1 || echo "headroom.py failed: see $OUT/headroom.log" >&2
+tail -n 3 "$OUT/headroom.log" >&2
 if ((gate)); then
     echo "stability gate failed (ras2s denoise --strict on the raw cubes of $DATA):" >&2
     grep 'error' "$OUT/stability.log" >&2
