@@ -7,7 +7,8 @@ such values (docs/training-log.md, entry 19). For each cube and each ceiling ``t
 script maps the cube by its estimated clean range, scales it so that its maximum is
 ``t`` and denoises it as it stands (``normalise="none"``, the whole cube in one network
 run, fp32, ``strict``: no fallback), printing one JSON line per (weights, cube, t) with
-``held`` (true/false) and the output's range, then the largest ceiling held per cube.
+``held`` (true/false) and the output's range, then the first ceiling that diverged per
+cube (``none of ...`` when every ceiling held).
 
     python benchmarks/headroom.py --weights default,W.pt \\
         --data ../shared/data/ABU/abu-urban-2.mat --data ../shared/data/ABU/abu-urban-4.mat \\
@@ -61,14 +62,13 @@ def main() -> None:
         model = ras2s.load_model(weights, precision="fp32")
         for path in args.data:
             cube = clean_normalised(path)
-            held = []
+            first_failure = None
             for ceiling in ceilings:
                 row = {"weights": weights, "cube": path.stem, "max": float(cube.max())}
                 row |= {"ceiling": ceiling} | probe(model, cube, ceiling)
                 print(json.dumps(row), flush=True)
-                if row["held"]:
-                    held.append(ceiling)
-            first_failure = next((c for c in ceilings if c not in held), None)
+                if not row["held"] and first_failure is None:
+                    first_failure = ceiling
             summary.append((weights, path.stem, first_failure))
     print("\nweights | cube | first ceiling that diverged")
     for weights, cube, failure in summary:
