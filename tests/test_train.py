@@ -395,6 +395,39 @@ def test_a_cooldown_branch_of_a_finished_run_decays_only_its_new_steps(store, tm
         _cfg(store, tmp_path, lr_cooldown_to=1.5)
 
 
+def test_a_resume_takes_the_configs_learning_rate_betas_and_weight_decay(store, tmp_path, capsys):
+    """Lightning restores Adam's settings from the checkpoint; ``--set lr=...`` at a resume
+    must still take effect (it used to be ignored silently), keeping the schedule's factor."""
+    from ras2s.train.run import fit
+
+    halved = dict(lr_milestones=(0.25,), lr_factors=(0.5,))
+    first = _RecordLearningRates()
+    fit(_cfg(store, tmp_path / "run", max_steps=4, **halved), callbacks=(first,))
+    assert first.by_step == {0: 1e-3, 1: 5e-4, 2: 5e-4, 3: 5e-4}
+    capsys.readouterr()
+    later = _RecordLearningRates()
+    optimisers = []
+
+    class _Optimiser(L.Callback):
+        def on_train_end(self, trainer, pl_module):
+            optimisers.append(trainer.optimizers[0].param_groups[0])
+
+    changed = dict(lr=2e-4, betas=(0.8, 0.95), weight_decay=1e-5)
+    fit(
+        _cfg(store, tmp_path / "run", max_steps=8, **halved, **changed),
+        resume=True,
+        callbacks=(later, _Optimiser()),
+    )
+    assert later.by_step.keys() == {4, 5, 6, 7}
+    for step, lr in later.by_step.items():
+        assert lr == pytest.approx(1e-4, rel=1e-9), step  # the new rate x the schedule's 0.5
+    (group,) = optimisers
+    assert tuple(group["betas"]) == (0.8, 0.95) and group["weight_decay"] == 1e-5
+    err = capsys.readouterr().err
+    assert "resume: lr 0.001 -> 0.0002" in err and "resume: betas" in err
+    assert "resume: weight_decay 0" in err
+
+
 class _SaveRankWeights(L.Callback):
     def __init__(self, folder: str) -> None:
         self.folder = folder

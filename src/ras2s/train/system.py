@@ -275,6 +275,38 @@ class RAS2SSystem(L.LightningModule):
         elif self.ema is None and has_ema:
             for key in [k for k in state if k.startswith("ema.")]:
                 del state[key]
+        self._optimiser_settings_from_config(checkpoint)
+
+    def _optimiser_settings_from_config(self, checkpoint: dict) -> None:
+        """Make the config's ``lr``, ``betas`` and ``weight_decay`` win over the checkpoint's.
+
+        Lightning restores Adam's parameter groups and the scheduler's base rates from
+        the checkpoint after this hook, so without it a resume with ``--set lr=...`` (or
+        new betas or weight decay) would silently go on with the old values. The
+        schedule's current factor is kept: the rate becomes the new ``lr`` times it. Each
+        change is reported on stderr; an unchanged config leaves the checkpoint as it is.
+        """
+        cfg = self.cfg
+        wanted = {"betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay}
+        changed: dict[str, tuple] = {}
+        for opt_state in checkpoint.get("optimizer_states", []):
+            for group in opt_state["param_groups"]:
+                base = group.get("initial_lr", group["lr"])
+                if base != cfg.lr:
+                    changed["lr"] = (base, cfg.lr)
+                    group["lr"] = cfg.lr * group["lr"] / base
+                    group["initial_lr"] = cfg.lr
+                for key in ("betas", "weight_decay"):
+                    old = tuple(group[key]) if key == "betas" else group[key]
+                    if old != wanted[key]:
+                        changed[key] = (old, wanted[key])
+                        group[key] = wanted[key]
+            if "lr" in changed:
+                for sched_state in checkpoint.get("lr_schedulers", []):
+                    sched_state["base_lrs"] = [cfg.lr] * len(sched_state.get("base_lrs", []))
+                    sched_state["_last_lr"] = [g["lr"] for g in opt_state["param_groups"]]
+        for key, (old, new) in changed.items():
+            print(f"resume: {key} {old} -> {new} (the config's)", file=sys.stderr)
 
 
 class PatchDataModule(L.LightningDataModule):
