@@ -428,6 +428,18 @@ def test_a_resume_takes_the_configs_learning_rate_betas_and_weight_decay(store, 
     assert "resume: weight_decay 0" in err
 
 
+def test_a_resume_with_a_new_schedule_starts_at_its_rate(store, tmp_path):
+    """A cooldown branch switches the milestones off: its first step runs at the new
+    schedule's rate, not at the rate the checkpoint saved (the old schedule's)."""
+    from ras2s.train.run import fit
+
+    fit(_cfg(store, tmp_path / "run", max_steps=4, lr_milestones=(0.25,), lr_factors=(0.5,)))
+    branch = _RecordLearningRates()
+    flat = dict(lr_milestones=(), lr_factors=(), lr_cooldown_steps=2)
+    fit(_cfg(store, tmp_path / "run", max_steps=6, **flat), resume=True, callbacks=(branch,))
+    assert branch.by_step == pytest.approx({4: 1e-3, 5: 5e-4}, rel=1e-9)
+
+
 class _SaveRankWeights(L.Callback):
     def __init__(self, folder: str) -> None:
         self.folder = folder

@@ -179,7 +179,20 @@ class RAS2SSystem(L.LightningModule):
         return (per_sample / weights.pow(power)).mean()
 
     def on_train_start(self) -> None:
-        """Start the training wall clock."""
+        """Set the current learning rate from the schedule; start the training wall clock.
+
+        A fresh run starts at the schedule's first rate anyway; a resumed one would start
+        at the rate the checkpoint saved, which is the schedule's own unless the config
+        changed ``lr`` or the schedule at the resume (a cooldown branch that switches the
+        milestones off): then the first steps would run at a stale rate.
+        """
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            groups = scheduler.optimizer.param_groups
+            for group, base, rate in zip(
+                groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+            ):
+                group["lr"] = base * rate(scheduler.last_epoch)
         self._t0 = time.monotonic()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
@@ -282,31 +295,26 @@ class RAS2SSystem(L.LightningModule):
 
         Lightning restores Adam's parameter groups and the scheduler's base rates from
         the checkpoint after this hook, so without it a resume with ``--set lr=...`` (or
-        new betas or weight decay) would silently go on with the old values. The
-        schedule's current factor is kept: the rate becomes the new ``lr`` times it. Each
-        change is reported on stderr; an unchanged config leaves the checkpoint as it is.
+        new betas or weight decay) would silently go on with the old values. Each change
+        is reported on stderr; :meth:`on_train_start` then sets the current rate from the
+        (possibly new) schedule.
         """
         cfg = self.cfg
-        wanted = {"betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay}
+        wanted = {"initial_lr": cfg.lr, "betas": cfg.betas, "weight_decay": cfg.weight_decay}
         changed: dict[str, tuple] = {}
         for opt_state in checkpoint.get("optimizer_states", []):
             for group in opt_state["param_groups"]:
-                base = group.get("initial_lr", group["lr"])
-                if base != cfg.lr:
-                    changed["lr"] = (base, cfg.lr)
-                    group["lr"] = cfg.lr * group["lr"] / base
-                    group["initial_lr"] = cfg.lr
-                for key in ("betas", "weight_decay"):
-                    old = tuple(group[key]) if key == "betas" else group[key]
-                    if old != wanted[key]:
-                        changed[key] = (old, wanted[key])
-                        group[key] = wanted[key]
-            if "lr" in changed:
-                for sched_state in checkpoint.get("lr_schedulers", []):
-                    sched_state["base_lrs"] = [cfg.lr] * len(sched_state.get("base_lrs", []))
-                    sched_state["_last_lr"] = [g["lr"] for g in opt_state["param_groups"]]
+                for key, value in wanted.items():
+                    old = tuple(group[key]) if key == "betas" else group.get(key, value)
+                    if old != value:
+                        changed[key] = (old, value)
+                        group[key] = value
+        for sched_state in checkpoint.get("lr_schedulers", []):
+            if "base_lrs" in sched_state:
+                sched_state["base_lrs"] = [cfg.lr] * len(sched_state["base_lrs"])
         for key, (old, new) in changed.items():
-            print(f"resume: {key} {old} -> {new} (the config's)", file=sys.stderr)
+            name = "lr" if key == "initial_lr" else key
+            print(f"resume: {name} {old} -> {new} (the config's)", file=sys.stderr)
 
 
 class PatchDataModule(L.LightningDataModule):
