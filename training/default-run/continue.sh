@@ -15,7 +15,8 @@
 # $RUN/checkpoints/last.ckpt every 100 steps. The second form copies that file back to
 # training/default-run/last.ckpt, to be committed. The third branches the run at its
 # newest checkpoint (or CKPT; step S) into $WORK/cool-S-N and trains that copy N more
-# steps with the learning rate falling linearly from 1e-3 to 0 (lr_cooldown_steps,
+# steps with the learning rate falling linearly to 0 from the run's rate at step S (1e-3
+# to step 30,000, 5e-4 from there: docs/training-log.md entry 23; lr_cooldown_steps,
 # docs/training.md; the config's step milestones, which lie at fractions of max_steps,
 # are switched off so that the shorter max_steps does not trigger them), for weights to
 # export; the run itself goes on unchanged. With RAS2S_MIX=P set (below) either form also
@@ -97,10 +98,12 @@ if [[ ${1:-} == --cooldown ]]; then
         rm -r "$COOL"
         exit 1
     fi
+    RATE=$("$PYTHON" -c "import sys, torch
+print(torch.load(sys.argv[1], weights_only=True)['optimizer_states'][0]['param_groups'][0]['lr'])" "$FROM")
     prepare_store
-    echo "cooldown from step $STEP to $((STEP + STEPS)) with $THREADS thread(s); log: $COOL/train.log"
+    echo "cooldown from step $STEP to $((STEP + STEPS)), lr $RATE to 0, with $THREADS thread(s); log: $COOL/train.log"
     nohup nice -n 19 "$RAS2S" train --patches "$WORK/b64" "${MIX_ARGS[@]}" --config "$HERE/config.yaml" -o "$COOL" \
-        --resume --set "threads=$THREADS" --set "max_steps=$((STEP + STEPS))" \
+        --resume --set "threads=$THREADS" --set "max_steps=$((STEP + STEPS))" --set "lr=$RATE" \
         --set "lr_cooldown_steps=$STEPS" --set "lr_milestones=[]" --set "lr_factors=[]" \
         "${BRANCH_ARGS[@]}" >>"$COOL/train.log" 2>&1 &
     exit 0
