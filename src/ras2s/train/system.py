@@ -300,7 +300,7 @@ class RAS2SSystem(L.LightningModule):
         (possibly new) schedule.
         """
         cfg = self.cfg
-        wanted = {"initial_lr": cfg.lr, "betas": cfg.betas, "weight_decay": cfg.weight_decay}
+        wanted = {"initial_lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay}
         changed: dict[str, tuple] = {}
         for opt_state in checkpoint.get("optimizer_states", []):
             for group in opt_state["param_groups"]:
