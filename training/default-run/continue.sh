@@ -33,9 +33,12 @@ HERE=training/default-run
 RAS2S=${RAS2S:-$(command -v ras2s || echo .venv/bin/ras2s)}
 PYTHON=${PYTHON:-$(dirname "$RAS2S")/python}
 
-step_of() {
-    "$PYTHON" -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=True)['global_step'])" "$1"
+# checkpoint_value CKPT EXPR: EXPR of the loaded checkpoint `c`
+checkpoint_value() {
+    "$PYTHON" -c "import sys, torch; c = torch.load(sys.argv[1], weights_only=True); print($2)" "$1"
 }
+step_of() { checkpoint_value "$1" "c['global_step']"; }
+rate_of() { checkpoint_value "$1" "c['optimizer_states'][0]['param_groups'][0]['lr']"; }
 
 if [[ ${1:-} == --save ]]; then
     cp "$RUN/checkpoints/last.ckpt" "$HERE/last.ckpt"
@@ -98,8 +101,7 @@ if [[ ${1:-} == --cooldown ]]; then
         rm -r "$COOL"
         exit 1
     fi
-    RATE=$("$PYTHON" -c "import sys, torch
-print(torch.load(sys.argv[1], weights_only=True)['optimizer_states'][0]['param_groups'][0]['lr'])" "$FROM")
+    RATE=$(rate_of "$FROM")
     prepare_store
     echo "cooldown from step $STEP to $((STEP + STEPS)), lr $RATE to 0, with $THREADS thread(s); log: $COOL/train.log"
     nohup nice -n 19 "$RAS2S" train --patches "$WORK/b64" "${MIX_ARGS[@]}" --config "$HERE/config.yaml" -o "$COOL" \
